@@ -1,0 +1,219 @@
+"""Queries on thoughts (`posts`, `post_tags`, `posts_fts`). Hand-written SQL, one function per query.
+
+Pages are keyset-paginated on the time-sortable id: the cost of a page does not grow with the
+number of thoughts.
+"""
+
+from __future__ import annotations
+
+import html
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+
+import aiosqlite
+
+from fedistream.core.models import Page, Post, SearchHit, Visibility
+from fedistream.core.timefmt import parse_iso, to_iso
+from fedistream.store.db import Database
+
+_COLUMNS = (
+    "id, source, html, text, title, summary, visibility, in_reply_to, "
+    "created_at, updated_at, deleted_at"
+)
+_P_COLUMNS = ", ".join("p." + c.strip() for c in _COLUMNS.split(","))
+
+
+def _row_to_post(row: sqlite3.Row, tags: Sequence[str] = ()) -> Post:
+    return Post(
+        id=row["id"],
+        source=row["source"],
+        html=row["html"],
+        text=row["text"],
+        title=row["title"],
+        summary=row["summary"],
+        visibility=Visibility(row["visibility"]),
+        in_reply_to=row["in_reply_to"],
+        created_at=parse_iso(row["created_at"]),
+        updated_at=parse_iso(row["updated_at"]) if row["updated_at"] else None,
+        deleted_at=parse_iso(row["deleted_at"]) if row["deleted_at"] else None,
+        tags=tuple(tags),
+    )
+
+
+async def _tags_for(db: Database, ids: Sequence[str]) -> dict[str, list[str]]:
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    rows = await db.fetchall(
+        f"SELECT post_id, tag FROM post_tags WHERE post_id IN ({marks})", ids
+    )
+    by_post: dict[str, list[str]] = {}
+    for row in rows:
+        by_post.setdefault(row["post_id"], []).append(row["tag"])
+    return by_post
+
+
+async def _posts_with_tags(db: Database, rows: list[sqlite3.Row]) -> list[Post]:
+    tags = await _tags_for(db, [r["id"] for r in rows])
+    return [_row_to_post(r, sorted(tags.get(r["id"], ()))) for r in rows]
+
+
+async def insert_post(conn: aiosqlite.Connection, post: Post) -> None:
+    """Insert inside the caller's transaction (so related rows commit together)."""
+    await conn.execute(
+        f"INSERT INTO posts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            post.id, post.source, post.html, post.text, post.title, post.summary,
+            post.visibility.value, post.in_reply_to, to_iso(post.created_at),
+            to_iso(post.updated_at) if post.updated_at else None,
+            to_iso(post.deleted_at) if post.deleted_at else None,
+        ),
+    )  # fmt: skip
+    await conn.executemany(
+        "INSERT OR IGNORE INTO post_tags (tag, post_id) VALUES (?, ?)",
+        [(tag, post.id) for tag in post.tags],
+    )
+
+
+async def update_post(conn: aiosqlite.Connection, post: Post) -> None:
+    await conn.execute(
+        "UPDATE posts SET source = ?, html = ?, text = ?, title = ?, summary = ?, updated_at = ? "
+        "WHERE id = ? AND deleted_at IS NULL",
+        (
+            post.source, post.html, post.text, post.title, post.summary,
+            to_iso(post.updated_at) if post.updated_at else None, post.id,
+        ),
+    )  # fmt: skip
+    await conn.execute("DELETE FROM post_tags WHERE post_id = ?", (post.id,))
+    await conn.executemany(
+        "INSERT OR IGNORE INTO post_tags (tag, post_id) VALUES (?, ?)",
+        [(tag, post.id) for tag in post.tags],
+    )
+
+
+async def mark_deleted(conn: aiosqlite.Connection, post_id: str, when: str) -> bool:
+    """Turn a thought into a tombstone: its content is wiped, its id stays (410, not 404)."""
+    cursor = await conn.execute(
+        "UPDATE posts SET source = '', html = '', text = '', title = NULL, summary = NULL, "
+        "deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+        (when, post_id),
+    )
+    await conn.execute("DELETE FROM post_tags WHERE post_id = ?", (post_id,))
+    return cursor.rowcount > 0
+
+
+async def get_post(db: Database, post_id: str) -> Post | None:
+    """A thought by id, including tombstones (check `is_deleted`)."""
+    row = await db.fetchone(f"SELECT {_COLUMNS} FROM posts WHERE id = ?", (post_id,))
+    if row is None:
+        return None
+    return (await _posts_with_tags(db, [row]))[0]
+
+
+async def latest_page(db: Database, before: str | None, limit: int) -> Page:
+    """Newest live thoughts, `limit` per page, older than the `before` cursor when given."""
+    if before:
+        rows = await db.fetchall(
+            f"SELECT {_COLUMNS} FROM posts WHERE deleted_at IS NULL AND id < ? "
+            "ORDER BY id DESC LIMIT ?",
+            (before, limit + 1),
+        )
+    else:
+        rows = await db.fetchall(
+            f"SELECT {_COLUMNS} FROM posts WHERE deleted_at IS NULL ORDER BY id DESC LIMIT ?",
+            (limit + 1,),
+        )
+    return await _page(db, rows, limit)
+
+
+async def tag_page(db: Database, tag: str, before: str | None, limit: int) -> Page:
+    rows = await db.fetchall(
+        f"SELECT {_P_COLUMNS} FROM post_tags t JOIN posts p ON p.id = t.post_id "
+        "WHERE t.tag = ? AND t.post_id < ? AND p.deleted_at IS NULL "
+        "ORDER BY t.post_id DESC LIMIT ?",
+        (tag, before or "\uffff", limit + 1),
+    )
+    return await _page(db, rows, limit)
+
+
+async def _page(db: Database, rows: list[sqlite3.Row], limit: int) -> Page:
+    more = len(rows) > limit
+    posts = await _posts_with_tags(db, rows[:limit])
+    return Page(posts=posts, older=posts[-1].id if more and posts else None)
+
+
+# Control characters that cannot appear in stored text mark the highlighted spans, so the snippet
+# can be HTML-escaped first and the markers turned into <mark> afterwards.
+_MARK_OPEN, _MARK_CLOSE = "\x02", "\x03"
+
+
+def fts_query(user_query: str) -> str | None:
+    """Turn what a reader typed into a safe FTS5 query: every word must match (prefix on the last).
+
+    Quoting each word means FTS5 operators and syntax errors cannot come from user input.
+    """
+    words = [w.replace('"', "") for w in user_query.split()]
+    words = [w for w in words if w.strip()][:20]
+    if not words:
+        return None
+    quoted = [f'"{w}"' for w in words]
+    quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+def _snippet_html(raw: str) -> str:
+    return (
+        html.escape(raw)
+        .replace(_MARK_OPEN, "<mark>")
+        .replace(_MARK_CLOSE, "</mark>")
+    )
+
+
+async def search(db: Database, user_query: str, limit: int, offset: int = 0) -> list[SearchHit]:
+    """Full-text search over title, content warning and text, best matches first."""
+    query = fts_query(user_query)
+    if query is None:
+        return []
+    rows = await db.fetchall(
+        f"SELECT {_P_COLUMNS}, "
+        f"snippet(posts_fts, 2, '{_MARK_OPEN}', '{_MARK_CLOSE}', '…', 40) AS snip "
+        "FROM posts_fts JOIN posts p ON p.seq = posts_fts.rowid "
+        "WHERE posts_fts MATCH ? AND p.deleted_at IS NULL "
+        "ORDER BY bm25(posts_fts, 5.0, 2.0, 1.0), p.id DESC LIMIT ? OFFSET ?",
+        (query, limit, offset),
+    )
+    posts = await _posts_with_tags(db, rows)
+    return [
+        SearchHit(post=post, snippet_html=_snippet_html(row["snip"]))
+        for post, row in zip(posts, rows, strict=True)
+    ]
+
+
+async def count_live(db: Database) -> int:
+    row = await db.fetchone("SELECT count(*) FROM posts WHERE deleted_at IS NULL")
+    return int(row[0]) if row else 0
+
+
+async def iter_all(db: Database, batch: int = 500) -> AsyncIterator[Post]:
+    """Every live thought, oldest first, in batches (for export)."""
+    after = ""
+    while True:
+        rows = await db.fetchall(
+            f"SELECT {_COLUMNS} FROM posts WHERE deleted_at IS NULL AND id > ? "
+            "ORDER BY id LIMIT ?",
+            (after, batch),
+        )
+        if not rows:
+            return
+        for post in await _posts_with_tags(db, rows):
+            yield post
+        after = rows[-1]["id"]
+
+
+async def find_duplicate(db: Database, created_at: str, source: str) -> str | None:
+    """Id of a live thought with this exact creation time and source (re-import guard)."""
+    row = await db.fetchone(
+        "SELECT id FROM posts WHERE created_at = ? AND source = ? AND deleted_at IS NULL",
+        (created_at, source),
+    )
+    return row["id"] if row else None
