@@ -169,7 +169,7 @@ _KEY_CHARS = frozenset(string.ascii_lowercase + string.digits + "_-.*")
 _TOKEN_START = frozenset(string.ascii_letters + "*")
 _TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~:/")
 _B64_CHARS = frozenset(string.ascii_letters + string.digits + "+/=")
-_NUMBER = re.compile(r"-?(\d{1,15})(\.\d{1,3})?")
+_NUMBER = re.compile(r"-?([0-9]{1,15})(\.[0-9]{1,3})?")
 
 
 class _Reader:
@@ -253,7 +253,7 @@ def _parse_params(reader: _Reader) -> Params:
 
 
 def _parse_key(reader: _Reader) -> str:
-    if reader.peek() not in _KEY_START or not reader.peek():
+    if reader.peek() not in _KEY_START:
         raise StructuredFieldError(f"bad key at offset {reader.pos}")
     return reader.run(_KEY_CHARS)
 
@@ -273,14 +273,14 @@ def _parse_bare_item(reader: _Reader) -> BareItem:
     if char == "?":
         reader.pos += 1
         flag = reader.peek()
-        if flag not in ("0", "1") or not flag:
+        if flag not in ("0", "1"):
             raise StructuredFieldError("bad boolean")
         reader.pos += 1
         return flag == "1"
-    if char and char in _TOKEN_START:
+    if char in _TOKEN_START:
         return Token(reader.run(_TOKEN_CHARS))
     match = _NUMBER.match(reader.text, reader.pos)
-    if char and (char == "-" or char.isdigit()) and match:
+    if match:
         reader.pos = match.end()
         if match.group(2) is None:
             return int(match.group(0))
@@ -302,7 +302,7 @@ def _parse_string(reader: _Reader) -> str:
             return "".join(out)
         if char == "\\":
             char = reader.peek()
-            if char not in ('"', "\\") or not char:
+            if char not in ('"', "\\"):
                 raise StructuredFieldError("bad escape in string")
             reader.pos += 1
         elif not " " <= char <= "~":

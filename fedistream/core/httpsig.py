@@ -117,9 +117,14 @@ class HttpRequest:
     def __post_init__(self) -> None:
         object.__setattr__(self, "headers", _header_pairs(self.headers))
 
+    @property
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        """Every header line as (lower-case name, value), in received order."""
+        return self.headers  # type: ignore[return-value]  # normalised in __post_init__
+
     def header(self, name: str) -> str | None:
         """The field value (case-insensitive name), or None when absent."""
-        return _field_value(self.headers, name.lower())  # type: ignore[arg-type]
+        return _field_value(self.fields, name.lower())
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +138,12 @@ class HttpResponse:
     def __post_init__(self) -> None:
         object.__setattr__(self, "headers", _header_pairs(self.headers))
 
+    @property
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        return self.headers  # type: ignore[return-value]  # normalised in __post_init__
+
     def header(self, name: str) -> str | None:
-        return _field_value(self.headers, name.lower())  # type: ignore[arg-type]
+        return _field_value(self.fields, name.lower())
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +166,9 @@ _LONG_DAY = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
 _HMS = r"(\d\d):(\d\d):(\d\d)"
 # The three HTTP-date forms RFC 7231 §7.1.1.1 obliges a recipient to accept, as Ruby's
 # Time.httpdate (Mastodon) does: IMF-fixdate, obsolete RFC 850, and asctime.
-_IMF_FIXDATE = re.compile(rf"(?:{_DAY}), (\d\d) ({_MON}) (\d{{4}}) {_HMS} GMT")
-_RFC850 = re.compile(rf"(?:{_LONG_DAY}), (\d\d)-({_MON})-(\d\d) {_HMS} GMT")
-_ASCTIME = re.compile(rf"(?:{_DAY}) ({_MON}) ([ \d]\d) {_HMS} (\d{{4}})")
+_IMF_FIXDATE = re.compile(rf"(?:{_DAY}), (\d\d) ({_MON}) (\d{{4}}) {_HMS} GMT", re.ASCII)
+_RFC850 = re.compile(rf"(?:{_LONG_DAY}), (\d\d)-({_MON})-(\d\d) {_HMS} GMT", re.ASCII)
+_ASCTIME = re.compile(rf"(?:{_DAY}) ({_MON}) ([ \d]\d) {_HMS} (\d{{4}})", re.ASCII)
 
 
 def unix_seconds(now: Now) -> float:
@@ -259,6 +268,11 @@ _KEY_KIND = {
 
 
 def signature_matches(key: PublicKey, algorithm: str, message: bytes, signature: bytes) -> bool:
+    """Whether `signature` over `message` verifies with `key` under a named algorithm.
+
+    Names are cavage's (rsa-sha256, rsa-sha512, ed25519) and RFC 9421's registry
+    (rsa-v1_5-sha256, rsa-pss-sha512, ecdsa-p256-sha256, ed25519, hmac-sha256).
+    """
     kind = _KEY_KIND.get(algorithm)
     if kind is None:
         raise SignatureError(f"Unsupported signature algorithm {algorithm}")
@@ -311,7 +325,9 @@ def _b64decode(text: str) -> bytes:
 # --- draft-cavage ---
 
 _TOKEN = r"[0-9A-Za-z!#$%&'*+.^_`|~-]+"
-_PARAM = re.compile(rf'\s*({_TOKEN})\s*=\s*(?:({_TOKEN})|"((?:[^"\\]|\\.)*)")\s*', re.DOTALL)
+_PARAM = re.compile(
+    rf'\s*({_TOKEN})\s*=\s*(?:({_TOKEN})|"((?:[^"\\]|\\.)*)")\s*', re.DOTALL | re.ASCII
+)
 _UNSUPPORTED = "Unsupported signature algorithm (only rsa-sha256 and hs2019 are supported)"
 
 
@@ -382,7 +398,7 @@ def _resolve_cavage(params: dict[str, str]) -> _Cavage:
 
 
 def _unix_param(name: str, value: str) -> float:
-    if not re.fullmatch(r"\d{1,12}(\.\d+)?", value.strip()):
+    if not re.fullmatch(r"[0-9]{1,12}(\.[0-9]+)?", value.strip()):
         raise SignatureError(f"Invalid {name} parameter: {value}")
     return float(value)
 
@@ -563,7 +579,7 @@ class _Rfc9421:
 def _parse_rfc9421(message: HttpRequest | HttpResponse, label: str | None) -> _Rfc9421:
     raw_input, raw_sig = message.header("signature-input"), message.header("signature")
     if raw_input is None or raw_sig is None:
-        raise SignatureError("Request not signed")
+        raise SignatureError("Signature-Input and Signature headers must both be present")
     try:
         inputs, signatures = parse_dictionary(raw_input), parse_dictionary(raw_sig)
     except StructuredFieldError as error:
