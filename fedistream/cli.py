@@ -69,8 +69,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             "  Log in at " + settings.url("/admin") + "  — change it with `fedistream passwd`.\n",
             flush=True,
         )
-    print(f"fedistream serving {settings.base_url} on http://{settings.host}:{settings.port}",
-          flush=True)  # fmt: skip
+    print(
+        f"fedistream serving {settings.base_url} on http://{settings.host}:{settings.port}",
+        flush=True,
+    )
     uvicorn.run(
         build_app(settings),
         host=settings.host,
@@ -95,16 +97,21 @@ def _ask(prompt: str, default: str, interactive: bool) -> str:
 
 def cmd_init(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty() and not args.yes
-    base_url = _ask("Base URL (https://your.domain)", args.base_url or "http://127.0.0.1:8000",
-                    interactive)  # fmt: skip
+    base_url = _ask(
+        "Base URL (https://your.domain)", args.base_url or "http://127.0.0.1:8000", interactive
+    )
     username = _ask("Username", args.username or "owner", interactive)
     display_name = _ask("Display name", args.display_name or username, interactive)
     data_dir = Path(_ask("Data directory", str(args.data_dir or DEFAULT_DATA_DIR), interactive))
     try:
         settings = load_settings(
-            env={}, config_path=None, base_url=base_url, username=username,
-            display_name=display_name, data_dir=data_dir,
-        )  # fmt: skip
+            env={},
+            config_path=None,
+            base_url=base_url,
+            username=username,
+            display_name=display_name,
+            data_dir=data_dir,
+        )
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -144,6 +151,11 @@ async def cmd_passwd(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _read_text(path: Path) -> str:
+    """Read a note file (blocking I/O is fine here: the CLI has nothing else running)."""
+    return path.read_text("utf-8")
+
+
 # --- post ------------------------------------------------------------------------------------
 
 
@@ -152,7 +164,7 @@ async def cmd_post(args: argparse.Namespace, settings: Settings) -> int:
     from fedistream.services.posts import Draft, publish
 
     if args.file:
-        source = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+        source = sys.stdin.read() if args.file == "-" else _read_text(Path(args.file))
     elif args.text:
         source = args.text
     else:
@@ -162,9 +174,10 @@ async def cmd_post(args: argparse.Namespace, settings: Settings) -> int:
     try:
         await ensure_owner(db, settings)
         post = await publish(
-            db, Draft(source=source, title=args.title or "", summary=args.cw or ""),
+            db,
+            Draft(source=source, title=args.title or "", summary=args.cw or ""),
             max_chars=settings.max_post_chars,
-        )  # fmt: skip
+        )
     finally:
         await db.close()
     print(settings.url(f"/p/{post.id}"))
@@ -186,8 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--base-url")
-    serve.add_argument("--log-level", default="info",
-                       choices=["critical", "error", "warning", "info", "debug"])  # fmt: skip
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
 
     init = sub.add_parser("init", help="write fedistream.toml (asks, or takes flags)")
     init.add_argument("--base-url")
@@ -197,8 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite an existing config")
 
     passwd = sub.add_parser("passwd", help="set a new owner password")
-    passwd.add_argument("--password-stdin", action="store_true",
-                        help="read the password from standard input")  # fmt: skip
+    passwd.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
 
     post = sub.add_parser("post", help="publish a thought")
     post.add_argument("text", nargs="?", help="the thought (Markdown)")

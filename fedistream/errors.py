@@ -1,4 +1,4 @@
-"""The error tree: every error the app raises on purpose carries an HTTP status and a public message.
+"""The error tree: each error raised on purpose carries an HTTP status and a public message.
 
 Leaf module. The web edge turns these into responses; nothing else needs to know about HTTP.
 """

@@ -157,9 +157,7 @@ def load_settings(
     env = os.environ if env is None else env
     kinds = _field_kinds()
     from_env = {
-        name: env[ENV_PREFIX + name.upper()]
-        for name in kinds
-        if ENV_PREFIX + name.upper() in env
+        name: env[ENV_PREFIX + name.upper()] for name in kinds if ENV_PREFIX + name.upper() in env
     }
     explicit = {k: v for k, v in overrides.items() if v is not None}
 
@@ -168,9 +166,7 @@ def load_settings(
     if config_path is None and Path(CONFIG_FILENAME).is_file():
         config_path = Path(CONFIG_FILENAME)
     if config_path is None:
-        data_dir = Path(
-            explicit.get("data_dir") or from_env.get("data_dir") or DEFAULT_DATA_DIR
-        )
+        data_dir = Path(explicit.get("data_dir") or from_env.get("data_dir") or DEFAULT_DATA_DIR)
         candidate = data_dir / CONFIG_FILENAME
         if candidate.is_file():
             config_path = candidate

@@ -33,9 +33,11 @@ OWNER_PASSWORD = "correct horse battery staple"
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return load_settings(
-        env={}, data_dir=tmp_path / "data", owner_password=OWNER_PASSWORD,
+        env={},
+        data_dir=tmp_path / "data",
+        owner_password=OWNER_PASSWORD,
         base_url="https://blog.example.test",
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -82,10 +84,15 @@ def publish(client: TestClient, source: str, title: str = "", summary: str = "")
     """Publish through the owner UI; returns the new thought's id."""
     response = client.post(
         "/admin/posts",
-        data={"csrf": client.csrf, "source": source, "title": title,  # type: ignore[attr-defined]
-              "summary": summary, "action": "publish"},
+        data={
+            "csrf": client.csrf,
+            "source": source,
+            "title": title,  # type: ignore[attr-defined]
+            "summary": summary,
+            "action": "publish",
+        },
         follow_redirects=False,
-    )  # fmt: skip
+    )
     assert response.status_code == 303, response.text
     return response.headers["location"].rsplit("/", 1)[-1]
 

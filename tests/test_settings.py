@@ -25,7 +25,9 @@ def test_base_url_follows_the_port_when_not_configured(tmp_path: Path) -> None:
 
 def test_env_overrides_file_and_flags_override_env(tmp_path: Path) -> None:
     config = tmp_path / "fedistream.toml"
-    config.write_text('base_url = "https://file.example.test"\nusername = "fromfile"\nport = 8100\n')
+    config.write_text(
+        'base_url = "https://file.example.test"\nusername = "fromfile"\nport = 8100\n'
+    )
     env = {"FEDISTREAM_USERNAME": "fromenv", "FEDISTREAM_ALLOW_PRIVATE_NETWORKS": "true"}
     settings = load_settings(env=env, config_path=config, port=8200)
     assert settings.base_url == "https://file.example.test"
@@ -71,6 +73,8 @@ def test_unknown_keys_and_bad_toml_are_reported(tmp_path: Path) -> None:
 
 
 def test_trailing_slash_is_dropped(tmp_path: Path) -> None:
-    settings = load_settings(env={"FEDISTREAM_BASE_URL": "https://example.test/"}, data_dir=tmp_path)
+    settings = load_settings(
+        env={"FEDISTREAM_BASE_URL": "https://example.test/"}, data_dir=tmp_path
+    )
     assert settings.base_url == "https://example.test"
     assert settings.url("/p/x") == "https://example.test/p/x"

@@ -113,8 +113,7 @@ def _atom_entry(feed: ET.Element, site: FeedSite, post: Post) -> None:
     # "]]>" or "</content>" inside a thought stays text.
     _sub(entry, "content", content_html(post), type="html")
     for tag in post.tags:
-        _sub(entry, "category", term=tag, scheme=site.base_url + "/tags/",
-             label="#" + tag)  # fmt: skip
+        _sub(entry, "category", term=tag, scheme=site.base_url + "/tags/", label="#" + tag)
 
 
 def build_atom(site: FeedSite, posts: Sequence[Post], now: datetime) -> str:

@@ -45,8 +45,14 @@ def prepare_image(data: bytes, max_width: int, max_height: int) -> PreparedImage
             if image.width * image.height > MAX_PIXELS:
                 raise BadInput("The image is too large (more than 40 megapixels).")
             image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # fmt: skip
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         raise BadInput(NOT_AN_IMAGE) from exc
     mime_type, extension, save_format = _ACCEPTED[image.format or ""]
     image = ImageOps.exif_transpose(image) or image

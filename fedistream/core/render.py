@@ -20,9 +20,26 @@ from markdown_it.token import Token
 _HEADING_SHIFT = 2
 
 _ALLOWED_TAGS = {
-    "p", "br", "a", "em", "strong", "del", "s", "code", "pre", "blockquote", "ul", "ol", "li",
-    "h3", "h4", "h5", "h6", "hr", "img",
-}  # fmt: skip
+    "p",
+    "br",
+    "a",
+    "em",
+    "strong",
+    "del",
+    "s",
+    "code",
+    "pre",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "img",
+}
 _ALLOWED_ATTRIBUTES = {
     "a": {"href", "title", "rel", "class"},
     "img": {"src", "alt", "title"},

@@ -31,7 +31,13 @@ async def store_image(db: Database, settings: Settings, data: bytes, kind: str) 
     path = settings.media_dir / name
     await asyncio.to_thread(path.write_bytes, prepared.data)
     await media_store.insert(
-        db, name=name, kind=kind, mime_type=prepared.mime_type, size=len(prepared.data),
-        width=prepared.width, height=prepared.height, created_at=to_iso(datetime.now(UTC)),
+        db,
+        name=name,
+        kind=kind,
+        mime_type=prepared.mime_type,
+        size=len(prepared.data),
+        width=prepared.width,
+        height=prepared.height,
+        created_at=to_iso(datetime.now(UTC)),
     )
     return name

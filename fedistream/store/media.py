@@ -6,9 +6,16 @@ from fedistream.store.db import Database
 
 
 async def insert(
-    db: Database, *, name: str, kind: str, mime_type: str, size: int, width: int, height: int,
+    db: Database,
+    *,
+    name: str,
+    kind: str,
+    mime_type: str,
+    size: int,
+    width: int,
+    height: int,
     created_at: str,
-) -> None:  # fmt: skip
+) -> None:
     await db.execute(
         "INSERT INTO media (name, kind, mime_type, size, width, height, created_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",

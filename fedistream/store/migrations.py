@@ -60,7 +60,7 @@ MIGRATIONS: tuple[str, ...] = (
     END;
 
     CREATE TABLE sessions (
-        token_hash TEXT PRIMARY KEY,        -- sha256 of the cookie value; the cookie itself is not stored
+        token_hash TEXT PRIMARY KEY,        -- sha256 of the cookie value (never the cookie)
         csrf_token TEXT NOT NULL,
         created_at TEXT NOT NULL,
         expires_at TEXT NOT NULL

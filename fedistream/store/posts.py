@@ -1,4 +1,4 @@
-"""Queries on thoughts (`posts`, `post_tags`, `posts_fts`). Hand-written SQL, one function per query.
+"""Queries on thoughts (`posts`, `post_tags`, `posts_fts`): hand-written SQL, one function each.
 
 Pages are keyset-paginated on the time-sortable id: the cost of a page does not grow with the
 number of thoughts.
@@ -44,9 +44,7 @@ async def _tags_for(db: Database, ids: Sequence[str]) -> dict[str, list[str]]:
     if not ids:
         return {}
     marks = ",".join("?" * len(ids))
-    rows = await db.fetchall(
-        f"SELECT post_id, tag FROM post_tags WHERE post_id IN ({marks})", ids
-    )
+    rows = await db.fetchall(f"SELECT post_id, tag FROM post_tags WHERE post_id IN ({marks})", ids)
     by_post: dict[str, list[str]] = {}
     for row in rows:
         by_post.setdefault(row["post_id"], []).append(row["tag"])
@@ -63,12 +61,19 @@ async def insert_post(conn: aiosqlite.Connection, post: Post) -> None:
     await conn.execute(
         f"INSERT INTO posts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            post.id, post.source, post.html, post.text, post.title, post.summary,
-            post.visibility.value, post.in_reply_to, to_iso(post.created_at),
+            post.id,
+            post.source,
+            post.html,
+            post.text,
+            post.title,
+            post.summary,
+            post.visibility.value,
+            post.in_reply_to,
+            to_iso(post.created_at),
             to_iso(post.updated_at) if post.updated_at else None,
             to_iso(post.deleted_at) if post.deleted_at else None,
         ),
-    )  # fmt: skip
+    )
     await conn.executemany(
         "INSERT OR IGNORE INTO post_tags (tag, post_id) VALUES (?, ?)",
         [(tag, post.id) for tag in post.tags],
@@ -80,10 +85,15 @@ async def update_post(conn: aiosqlite.Connection, post: Post) -> None:
         "UPDATE posts SET source = ?, html = ?, text = ?, title = ?, summary = ?, updated_at = ? "
         "WHERE id = ? AND deleted_at IS NULL",
         (
-            post.source, post.html, post.text, post.title, post.summary,
-            to_iso(post.updated_at) if post.updated_at else None, post.id,
+            post.source,
+            post.html,
+            post.text,
+            post.title,
+            post.summary,
+            to_iso(post.updated_at) if post.updated_at else None,
+            post.id,
         ),
-    )  # fmt: skip
+    )
     await conn.execute("DELETE FROM post_tags WHERE post_id = ?", (post.id,))
     await conn.executemany(
         "INSERT OR IGNORE INTO post_tags (tag, post_id) VALUES (?, ?)",
@@ -162,11 +172,7 @@ def fts_query(user_query: str) -> str | None:
 
 
 def _snippet_html(raw: str) -> str:
-    return (
-        html.escape(raw)
-        .replace(_MARK_OPEN, "<mark>")
-        .replace(_MARK_CLOSE, "</mark>")
-    )
+    return html.escape(raw).replace(_MARK_OPEN, "<mark>").replace(_MARK_CLOSE, "</mark>")
 
 
 async def search(db: Database, user_query: str, limit: int, offset: int = 0) -> list[SearchHit]:
@@ -199,8 +205,7 @@ async def iter_all(db: Database, batch: int = 500) -> AsyncIterator[Post]:
     after = ""
     while True:
         rows = await db.fetchall(
-            f"SELECT {_COLUMNS} FROM posts WHERE deleted_at IS NULL AND id > ? "
-            "ORDER BY id LIMIT ?",
+            f"SELECT {_COLUMNS} FROM posts WHERE deleted_at IS NULL AND id > ? ORDER BY id LIMIT ?",
             (after, batch),
         )
         if not rows:

@@ -55,9 +55,9 @@ async def _read_form(request: Request, max_part_size: int = 1024 * 1024) -> Form
         raise BadInput("The form could not be read; it may be too large.") from exc
 
 
-async def _owner_form(request: Request, max_part_size: int = 1024 * 1024) -> tuple[
-    OwnerSession, FormData
-]:
+async def _owner_form(
+    request: Request, max_part_size: int = 1024 * 1024
+) -> tuple[OwnerSession, FormData]:
     session = await require_owner(request)
     form = await _read_form(request, max_part_size)
     check_csrf(session.csrf_token, form.get("csrf"))
@@ -74,15 +74,23 @@ def _safe_next(value: object) -> str:
 # --- login -----------------------------------------------------------------------------------
 
 
-def _login_page(request: Request, *, error: str = "", status: int = 200,
-                next_path: str = "/admin", headers: dict[str, str] | None = None) -> Response:  # fmt: skip
+def _login_page(
+    request: Request,
+    *,
+    error: str = "",
+    status: int = 200,
+    next_path: str = "/admin",
+    headers: dict[str, str] | None = None,
+) -> Response:
     ctx = context(request)
     token, is_new = login_csrf_token(request)
     response = render(
-        request, "admin/login.html",
+        request,
+        "admin/login.html",
         {"settings": ctx.settings, "csrf": token, "error": error, "next": next_path},
-        status_code=status, headers=headers,
-    )  # fmt: skip
+        status_code=status,
+        headers=headers,
+    )
     if is_new:
         set_login_csrf_cookie(response, ctx.settings, token)
     return response
@@ -100,9 +108,13 @@ async def login(request: Request) -> Response:
     cookie_token = request.cookies.get("fedistream_login_csrf", "")
     next_path = _safe_next(form.get("next"))
     if not cookie_token:
-        return _login_page(request, status=403, next_path=next_path,
-                           error="Your browser did not send the login cookie. "
-                                 "Enable cookies for this site and try again.")  # fmt: skip
+        return _login_page(
+            request,
+            status=403,
+            next_path=next_path,
+            error="Your browser did not send the login cookie. "
+            "Enable cookies for this site and try again.",
+        )
     check_csrf(cookie_token, form.get("csrf"))
     client = client_address(request, ctx.settings)
     now = time.monotonic()
@@ -114,8 +126,9 @@ async def login(request: Request) -> Response:
     password = form.get("password")
     if not isinstance(password, str) or not await owner.check_password(ctx.db, password):
         ctx.login_throttle.record_failure(client, now)
-        return _login_page(request, status=401, next_path=next_path,
-                           error="That password is not right.")  # fmt: skip
+        return _login_page(
+            request, status=401, next_path=next_path, error="That password is not right."
+        )
     ctx.login_throttle.reset(client)
     old = request.cookies.get("fedistream_session")
     if old:
@@ -139,8 +152,11 @@ async def logout(request: Request) -> Response:
 
 
 async def _admin_context(request: Request, session: OwnerSession) -> dict[str, Any]:
-    return {**await site_context(request), "csrf": session.csrf_token,
-            "notice": NOTICES.get(request.query_params.get("done", ""), "")}  # fmt: skip
+    return {
+        **await site_context(request),
+        "csrf": session.csrf_token,
+        "notice": NOTICES.get(request.query_params.get("done", ""), ""),
+    }
 
 
 def _draft_from(form: FormData) -> Draft:
@@ -151,8 +167,14 @@ def _draft_from(form: FormData) -> Draft:
     return Draft(source=text("source"), title=text("title"), summary=text("summary"))
 
 
-async def dashboard(request: Request, *, draft: Draft | None = None, error: str = "",
-                    preview: str = "", status: int = 200) -> Response:  # fmt: skip
+async def dashboard(
+    request: Request,
+    *,
+    draft: Draft | None = None,
+    error: str = "",
+    preview: str = "",
+    status: int = 200,
+) -> Response:
     ctx = context(request)
     session = await require_owner(request)
     before = request.query_params.get("before")
@@ -160,11 +182,17 @@ async def dashboard(request: Request, *, draft: Draft | None = None, error: str 
         ctx.db, before if before and looks_like_id(before) else None, ADMIN_PAGE_SIZE
     )
     return render(
-        request, "admin/dashboard.html",
-        {**await _admin_context(request, session), "page": page, "draft": draft or Draft(""),
-         "error": error, "preview": preview},
+        request,
+        "admin/dashboard.html",
+        {
+            **await _admin_context(request, session),
+            "page": page,
+            "draft": draft or Draft(""),
+            "error": error,
+            "preview": preview,
+        },
         status_code=status,
-    )  # fmt: skip
+    )
 
 
 async def dashboard_page(request: Request) -> Response:
@@ -195,15 +223,28 @@ async def _post_for_edit(request: Request):  # type: ignore[no-untyped-def]
     return await post_service.get_live(context(request).db, post_id)
 
 
-async def _edit_page(request: Request, session: OwnerSession, draft: Draft, *, error: str = "",
-                     preview: str = "", status: int = 200) -> Response:  # fmt: skip
+async def _edit_page(
+    request: Request,
+    session: OwnerSession,
+    draft: Draft,
+    *,
+    error: str = "",
+    preview: str = "",
+    status: int = 200,
+) -> Response:
     post = await _post_for_edit(request)
     return render(
-        request, "admin/edit.html",
-        {**await _admin_context(request, session), "post": post, "draft": draft,
-         "error": error, "preview": preview},
+        request,
+        "admin/edit.html",
+        {
+            **await _admin_context(request, session),
+            "post": post,
+            "draft": draft,
+            "error": error,
+            "preview": preview,
+        },
         status_code=status,
-    )  # fmt: skip
+    )
 
 
 async def edit_form(request: Request) -> Response:
@@ -246,14 +287,25 @@ async def delete_post(request: Request) -> Response:
 # --- profile ---------------------------------------------------------------------------------
 
 
-async def _profile_page(request: Request, session: OwnerSession, *, error: str = "",
-                        form: dict[str, Any] | None = None, status: int = 200) -> Response:  # fmt: skip
+async def _profile_page(
+    request: Request,
+    session: OwnerSession,
+    *,
+    error: str = "",
+    form: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
     return render(
-        request, "admin/profile.html",
-        {**await _admin_context(request, session), "error": error, "form": form or {},
-         "max_links": owner.MAX_LINKS},
+        request,
+        "admin/profile.html",
+        {
+            **await _admin_context(request, session),
+            "error": error,
+            "form": form or {},
+            "max_links": owner.MAX_LINKS,
+        },
         status_code=status,
-    )  # fmt: skip
+    )
 
 
 async def profile_form(request: Request) -> Response:
@@ -289,25 +341,37 @@ async def save_profile(request: Request) -> Response:
     current = await owner.get_profile(ctx.db, ctx.settings)
     try:
         links = owner.validate_links(
-            [(values.get(f"link_label_{i}", ""), values.get(f"link_url_{i}", ""))
-             for i in range(owner.MAX_LINKS)]
-        )  # fmt: skip
+            [
+                (values.get(f"link_label_{i}", ""), values.get(f"link_url_{i}", ""))
+                for i in range(owner.MAX_LINKS)
+            ]
+        )
         avatar_data = await _upload(form, "avatar")
         header_data = await _upload(form, "header")
-        avatar = (await media_service.store_image(ctx.db, ctx.settings, avatar_data, "avatar")
-                  if avatar_data else None)  # fmt: skip
-        header = (await media_service.store_image(ctx.db, ctx.settings, header_data, "header")
-                  if header_data else None)  # fmt: skip
+        avatar = (
+            await media_service.store_image(ctx.db, ctx.settings, avatar_data, "avatar")
+            if avatar_data
+            else None
+        )
+        header = (
+            await media_service.store_image(ctx.db, ctx.settings, header_data, "header")
+            if header_data
+            else None
+        )
         await owner.update_profile(
-            ctx.db, current, display_name=values.get("display_name", ""),
-            bio_source=values.get("bio", ""), links=links, avatar=avatar, header=header,
-        )  # fmt: skip
+            ctx.db,
+            current,
+            display_name=values.get("display_name", ""),
+            bio_source=values.get("bio", ""),
+            links=links,
+            avatar=avatar,
+            header=header,
+        )
     except BadInput as exc:
-        return await _profile_page(request, session, error=exc.public_message, form=values,
-                                   status=exc.status)  # fmt: skip
+        return await _profile_page(
+            request, session, error=exc.public_message, form=values, status=exc.status
+        )
     return RedirectResponse("/admin/profile?done=profile", status_code=303)
-
-
 
 
 routes = [

@@ -15,20 +15,35 @@ from fedistream.web.templating import render
 
 log = logging.getLogger("fedistream.web")
 
-_TITLES = {400: "Bad request", 401: "Not signed in", 403: "Forbidden", 404: "Not found",
-           405: "Method not allowed", 410: "Deleted", 413: "Too large",
-           429: "Slow down", 500: "Something went wrong"}  # fmt: skip
+_TITLES = {
+    400: "Bad request",
+    401: "Not signed in",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    410: "Deleted",
+    413: "Too large",
+    429: "Slow down",
+    500: "Something went wrong",
+}
 
 
-def error_page(request: Request, status: int, message: str,
-               headers: dict[str, str] | None = None) -> Response:  # fmt: skip
+def error_page(
+    request: Request, status: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
     try:
         return render(
-            request, "error.html",
-            {"settings": request.app.state.ctx.settings, "status": status,
-             "title": _TITLES.get(status, "Error"), "message": message},
-            status_code=status, headers=headers,
-        )  # fmt: skip
+            request,
+            "error.html",
+            {
+                "settings": request.app.state.ctx.settings,
+                "status": status,
+                "title": _TITLES.get(status, "Error"),
+                "message": message,
+            },
+            status_code=status,
+            headers=headers,
+        )
     except Exception:  # the error page itself must never fail
         log.exception("error page failed")
         return PlainTextResponse(message, status_code=status, headers=headers)
@@ -42,8 +57,10 @@ async def on_app_error(request: Request, exc: Exception) -> Response:
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    messages = {404: "There is nothing at this address.",
-                405: "This address does not accept that method."}  # fmt: skip
+    messages = {
+        404: "There is nothing at this address.",
+        405: "This address does not accept that method.",
+    }
     message = messages.get(exc.status_code, str(exc.detail))
     return error_page(request, exc.status_code, message, dict(exc.headers or {}))
 

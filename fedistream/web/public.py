@@ -49,9 +49,13 @@ async def stream(request: Request) -> Response:
     return render(
         request,
         "stream.html",
-        {**await site_context(request), "page": page, "is_home": True,
-         "post_count": await post_store.count_live(ctx.db)},
-    )  # fmt: skip
+        {
+            **await site_context(request),
+            "page": page,
+            "is_home": True,
+            "post_count": await post_store.count_live(ctx.db),
+        },
+    )
 
 
 async def permalink(request: Request) -> Response:
@@ -63,9 +67,12 @@ async def permalink(request: Request) -> Response:
     return render(
         request,
         "post.html",
-        {**await site_context(request), "post": post,
-         "description": excerpt(post.summary or post.text, 200)},
-    )  # fmt: skip
+        {
+            **await site_context(request),
+            "post": post,
+            "description": excerpt(post.summary or post.text, 200),
+        },
+    )
 
 
 async def tag(request: Request) -> Response:
@@ -94,9 +101,14 @@ async def search(request: Request) -> Response:
     return render(
         request,
         "search.html",
-        {**await site_context(request), "query": query, "hits": hits[:SEARCH_PAGE_SIZE],
-         "page_number": page_number, "has_more": len(hits) > SEARCH_PAGE_SIZE},
-    )  # fmt: skip
+        {
+            **await site_context(request),
+            "query": query,
+            "hits": hits[:SEARCH_PAGE_SIZE],
+            "page_number": page_number,
+            "has_more": len(hits) > SEARCH_PAGE_SIZE,
+        },
+    )
 
 
 async def media(request: Request) -> Response:

@@ -111,9 +111,12 @@ def set_session_cookie(response: Response, settings: Settings, token: str) -> No
 
 def clear_session_cookie(response: Response, settings: Settings) -> None:
     response.delete_cookie(
-        SESSION_COOKIE, path=ADMIN_PATH, httponly=True,
-        secure=settings.is_https, samesite="lax",
-    )  # fmt: skip
+        SESSION_COOKIE,
+        path=ADMIN_PATH,
+        httponly=True,
+        secure=settings.is_https,
+        samesite="lax",
+    )
 
 
 def login_csrf_token(request: Request) -> tuple[str, bool]:
@@ -126,9 +129,13 @@ def login_csrf_token(request: Request) -> tuple[str, bool]:
 
 def set_login_csrf_cookie(response: Response, settings: Settings, token: str) -> None:
     response.set_cookie(
-        LOGIN_CSRF_COOKIE, token, path=ADMIN_PATH, httponly=True,
-        secure=settings.is_https, samesite="strict",
-    )  # fmt: skip
+        LOGIN_CSRF_COOKIE,
+        token,
+        path=ADMIN_PATH,
+        httponly=True,
+        secure=settings.is_https,
+        samesite="strict",
+    )
 
 
 def client_address(request: Request, settings: Settings) -> str:

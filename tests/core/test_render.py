@@ -1,4 +1,4 @@
-"""Markdown rendering: CommonMark features, hashtags, plain text, and that no payload injects script."""
+"""Markdown rendering: CommonMark, hashtags, plain text, and no payload that injects script."""
 
 from __future__ import annotations
 
@@ -66,7 +66,9 @@ def test_hashtag_at_start_of_line_is_a_tag_not_a_heading() -> None:
 
 
 def test_plain_text_keeps_words_and_drops_markup() -> None:
-    out = render_markdown("# Title\n\nSome *emphasis* and [a link](https://127.0.0.1:9/).\n\n- item")
+    out = render_markdown(
+        "# Title\n\nSome *emphasis* and [a link](https://127.0.0.1:9/).\n\n- item"
+    )
     assert out.text == "Title\n\nSome emphasis and a link.\n\nitem"
 
 
@@ -90,7 +92,7 @@ XSS_PAYLOADS = [
     "<svg><script>alert(1)</script></svg>",
     "<iframe src=javascript:alert(1)>",
     "<body onload=alert(1)>",
-    "<a href=\"javascript:alert(1)\">x</a>",
+    '<a href="javascript:alert(1)">x</a>',
     "[click](javascript:alert(1))",
     "[click](JaVaScRiPt:alert(1))",
     "[click](javascript&colon;alert(1))",
@@ -100,44 +102,63 @@ XSS_PAYLOADS = [
     "[click](  javascript:alert(1))",
     "[click](java\u0000script:alert(1))",
     "![x](javascript:alert(1))",
-    "![x](x\" onerror=\"alert(1))",
-    "![x\" onerror=\"alert(1)](https://127.0.0.1:9/a.png)",
-    "[x](https://127.0.0.1:9/\" onmouseover=\"alert(1))",
+    '![x](x" onerror="alert(1))',
+    '![x" onerror="alert(1)](https://127.0.0.1:9/a.png)',
+    '[x](https://127.0.0.1:9/" onmouseover="alert(1))',
     "<a href=x onmouseover=alert(1)>x</a>",
     "<details open ontoggle=alert(1)>",
     "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
     "<style>body{background:url(javascript:alert(1))}</style>",
     "<link rel=stylesheet href=javascript:alert(1)>",
-    "<meta http-equiv=refresh content=\"0;url=javascript:alert(1)\">",
+    '<meta http-equiv=refresh content="0;url=javascript:alert(1)">',
     "<object data=javascript:alert(1)>",
     "<embed src=javascript:alert(1)>",
     "<form action=javascript:alert(1)><button>x</button></form>",
     "<input autofocus onfocus=alert(1)>",
     "<video><source onerror=alert(1)></video>",
     "<marquee onstart=alert(1)>",
-    "\"><script>alert(1)</script>",
+    '"><script>alert(1)</script>',
     "'><img src=x onerror=alert(1)>",
     "<scr<script>ipt>alert(1)</scr</script>ipt>",
     "<!--<script>alert(1)//-->",
     "<![CDATA[<script>alert(1)</script>]]>",
     "`<script>alert(1)</script>`",
     "```html\n<script>alert(1)</script>\n```",
-    "<https://127.0.0.1:9/\" onclick=\"alert(1)>",
+    '<https://127.0.0.1:9/" onclick="alert(1)>',
     "<javascript:alert(1)>",
     "[a]: javascript:alert(1)\n\n[x][a]",
     "#<script>alert(1)</script>",
     "#tag<img/src/onerror=alert(1)>",
-    "<div style=\"background:url(javascript:alert(1))\">x</div>",
-    "<a href=\"&#x6A;avascript:alert(1)\">x</a>",
-    "<base href=\"javascript:alert(1)//\">",
+    '<div style="background:url(javascript:alert(1))">x</div>',
+    '<a href="&#x6A;avascript:alert(1)">x</a>',
+    '<base href="javascript:alert(1)//">',
     "<isindex type=image src=1 onerror=alert(1)>",
     "<x onclick=alert(1)>click",
     "<table background=javascript:alert(1)>",
 ]
 
 
-_SAFE_ELEMENTS = {"p", "br", "a", "em", "strong", "del", "s", "code", "pre", "blockquote", "ul",
-                  "ol", "li", "h3", "h4", "h5", "h6", "hr", "img"}  # fmt: skip
+_SAFE_ELEMENTS = {
+    "p",
+    "br",
+    "a",
+    "em",
+    "strong",
+    "del",
+    "s",
+    "code",
+    "pre",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "img",
+}
 
 
 class _Audit(HTMLParser):
@@ -173,7 +194,9 @@ def test_payload_cannot_inject_script(payload: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list("<>\"'=/ ajvscriptonerolad:()[]!#&;`*_-\n")), max_size=80))
+@given(
+    st.text(alphabet=st.sampled_from(list("<>\"'=/ ajvscriptonerolad:()[]!#&;`*_-\n")), max_size=80)
+)
 def test_random_markup_soup_stays_safe(source: str) -> None:
     assert _dangerous(render_markdown(source).html) == []
 

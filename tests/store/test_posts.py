@@ -28,9 +28,14 @@ async def test_round_trip_keeps_every_field(db: Database) -> None:
     post_id = await add(db, "Hello #World", 1, title="A title", summary="cw")
     post = await store.get_post(db, post_id)
     assert post is not None
-    assert (post.source, post.title, post.summary, post.tags) == ("Hello #World", "A title", "cw", ("world",))
+    assert (post.source, post.title, post.summary, post.tags) == (
+        "Hello #World",
+        "A title",
+        "cw",
+        ("world",),
+    )
     assert post.created_at == T0 + timedelta(minutes=1)
-    assert "<a href=\"/tags/world\"" in post.html
+    assert '<a href="/tags/world"' in post.html
     assert not post.is_deleted
 
 
@@ -79,8 +84,10 @@ async def test_edit_replaces_tags_and_search_text(db: Database) -> None:
     post_id = await add(db, "old words #old", 1)
     post = await store.get_post(db, post_id)
     assert post is not None
-    edited = replace(build_post(Draft("fresh words #new"), post_id, post.created_at),
-                     updated_at=T0 + timedelta(days=1))  # fmt: skip
+    edited = replace(
+        build_post(Draft("fresh words #new"), post_id, post.created_at),
+        updated_at=T0 + timedelta(days=1),
+    )
     async with db.transaction() as conn:
         await store.update_post(conn, edited)
     assert (await store.tag_page(db, "old", None, 5)).posts == []

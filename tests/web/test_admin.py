@@ -12,10 +12,19 @@ from starlette.testclient import TestClient
 from fedistream.settings import Settings
 from tests.conftest import OWNER_PASSWORD, csrf_from, log_in, publish
 
-ADMIN_GETS = ["/admin", "/admin/profile", "/admin/posts/0000000000000000/edit",
-              "/admin/posts/0000000000000000/delete"]  # fmt: skip
-ADMIN_POSTS = ["/admin/posts", "/admin/profile", "/admin/logout",
-               "/admin/posts/0000000000000000/edit", "/admin/posts/0000000000000000/delete"]  # fmt: skip
+ADMIN_GETS = [
+    "/admin",
+    "/admin/profile",
+    "/admin/posts/0000000000000000/edit",
+    "/admin/posts/0000000000000000/delete",
+]
+ADMIN_POSTS = [
+    "/admin/posts",
+    "/admin/profile",
+    "/admin/logout",
+    "/admin/posts/0000000000000000/edit",
+    "/admin/posts/0000000000000000/delete",
+]
 
 
 @pytest.mark.parametrize("path", ADMIN_GETS)
@@ -27,8 +36,9 @@ def test_admin_pages_need_a_session(client: TestClient, path: str) -> None:
 
 @pytest.mark.parametrize("path", ADMIN_POSTS)
 def test_admin_posts_need_a_session_and_change_nothing(client: TestClient, path: str) -> None:
-    response = client.post(path, data={"source": "sneaky", "action": "publish"},
-                           follow_redirects=False)  # fmt: skip
+    response = client.post(
+        path, data={"source": "sneaky", "action": "publish"}, follow_redirects=False
+    )
     assert response.status_code == 303
     assert "/admin/login" in response.headers["location"]
     assert "sneaky" not in client.get("/").text
@@ -49,8 +59,11 @@ def test_admin_posts_without_csrf_are_403(owner_client: TestClient, path: str) -
 
 def test_session_cookie_attributes(client: TestClient) -> None:
     page = client.get("/admin/login")
-    response = client.post("/admin/login", follow_redirects=False,
-                           data={"csrf": csrf_from(page.text), "password": OWNER_PASSWORD})  # fmt: skip
+    response = client.post(
+        "/admin/login",
+        follow_redirects=False,
+        data={"csrf": csrf_from(page.text), "password": OWNER_PASSWORD},
+    )
     cookie = response.headers["set-cookie"]
     assert "fedistream_session=" in cookie
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" in cookie
@@ -61,8 +74,11 @@ def test_login_rotates_the_session_and_logout_ends_it(client: TestClient) -> Non
     log_in(client)
     first = client.cookies.get("fedistream_session")
     # Log in again while logged in (the form's token is the double-submit cookie's value).
-    again = client.post("/admin/login", follow_redirects=False, data={
-        "csrf": client.cookies.get("fedistream_login_csrf"), "password": OWNER_PASSWORD})
+    again = client.post(
+        "/admin/login",
+        follow_redirects=False,
+        data={"csrf": client.cookies.get("fedistream_login_csrf"), "password": OWNER_PASSWORD},
+    )
     assert again.status_code == 303
     second = client.cookies.get("fedistream_session")
     assert first and second and first != second
@@ -71,7 +87,9 @@ def test_login_rotates_the_session_and_logout_ends_it(client: TestClient) -> Non
     stale.cookies.set("fedistream_session", first, path="/admin")
     assert stale.get("/admin", follow_redirects=False).status_code == 303
     csrf = csrf_from(client.get("/admin").text)
-    assert client.post("/admin/logout", data={"csrf": csrf}, follow_redirects=False).status_code == 303
+    assert (
+        client.post("/admin/logout", data={"csrf": csrf}, follow_redirects=False).status_code == 303
+    )
     replay = TestClient(client.app, base_url=str(client.base_url))
     replay.cookies.set("fedistream_session", second, path="/admin")
     assert replay.get("/admin", follow_redirects=False).status_code == 303
@@ -79,8 +97,9 @@ def test_login_rotates_the_session_and_logout_ends_it(client: TestClient) -> Non
 
 def test_login_needs_the_form_token(client: TestClient) -> None:
     client.get("/admin/login")
-    response = client.post("/admin/login", data={"password": OWNER_PASSWORD, "csrf": "nope"},
-                           follow_redirects=False)  # fmt: skip
+    response = client.post(
+        "/admin/login", data={"password": OWNER_PASSWORD, "csrf": "nope"}, follow_redirects=False
+    )
     assert response.status_code == 403
 
 
@@ -98,16 +117,25 @@ def test_wrong_password_then_throttled(client: TestClient) -> None:
 
 def test_login_redirects_only_inside_admin(client: TestClient) -> None:
     csrf = csrf_from(client.get("/admin/login").text)
-    response = client.post("/admin/login", follow_redirects=False,
-                           data={"csrf": csrf, "password": OWNER_PASSWORD,
-                                 "next": "https://127.0.0.1:9/evil"})  # fmt: skip
+    response = client.post(
+        "/admin/login",
+        follow_redirects=False,
+        data={"csrf": csrf, "password": OWNER_PASSWORD, "next": "https://127.0.0.1:9/evil"},
+    )
     assert response.headers["location"] == "/admin"
 
 
 def test_preview_renders_without_publishing(owner_client: TestClient) -> None:
-    response = owner_client.post("/admin/posts", data={
-        "csrf": owner_client.csrf, "source": "- one\n- two", "title": "", "summary": "",  # type: ignore[attr-defined]
-        "action": "preview"})  # fmt: skip
+    response = owner_client.post(
+        "/admin/posts",
+        data={
+            "csrf": owner_client.csrf,
+            "source": "- one\n- two",
+            "title": "",
+            "summary": "",  # type: ignore[attr-defined]
+            "action": "preview",
+        },
+    )
     assert response.status_code == 200
     assert "<li>one</li>" in response.text
     assert "- one\n- two</textarea>" in response.text  # the draft stays in the form
@@ -122,13 +150,18 @@ def test_publish_redirects_to_the_permalink(owner_client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("source", "message"),
-    [("", "The thought is empty"), ("   \n  ", "The thought is empty"),
-     ("x" * 20_001, "the limit is 20,000")],
-)  # fmt: skip
-def test_bad_thoughts_get_a_message_and_change_nothing(owner_client: TestClient, source: str,
-                                                        message: str) -> None:  # fmt: skip
-    response = owner_client.post("/admin/posts", data={
-        "csrf": owner_client.csrf, "source": source, "action": "publish"})  # type: ignore[attr-defined]
+    [
+        ("", "The thought is empty"),
+        ("   \n  ", "The thought is empty"),
+        ("x" * 20_001, "the limit is 20,000"),
+    ],
+)
+def test_bad_thoughts_get_a_message_and_change_nothing(
+    owner_client: TestClient, source: str, message: str
+) -> None:
+    response = owner_client.post(
+        "/admin/posts", data={"csrf": owner_client.csrf, "source": source, "action": "publish"}
+    )  # type: ignore[attr-defined]
     assert response.status_code == 400
     assert message in response.text
     assert 'role="alert"' in response.text
@@ -144,8 +177,11 @@ def test_edit_changes_the_thought(owner_client: TestClient) -> None:
     post_id = publish(owner_client, "first draft", title="T")
     form = owner_client.get(f"/admin/posts/{post_id}/edit").text
     assert "first draft</textarea>" in form and 'value="T"' in form
-    response = owner_client.post(f"/admin/posts/{post_id}/edit", follow_redirects=False, data={
-        "csrf": owner_client.csrf, "source": "second draft", "title": "T2", "action": "save"})  # type: ignore[attr-defined]
+    response = owner_client.post(
+        f"/admin/posts/{post_id}/edit",
+        follow_redirects=False,
+        data={"csrf": owner_client.csrf, "source": "second draft", "title": "T2", "action": "save"},
+    )  # type: ignore[attr-defined]
     assert response.status_code == 303
     html = owner_client.get(f"/p/{post_id}").text
     assert "second draft" in html and "first draft" not in html and "edited" in html
@@ -153,8 +189,10 @@ def test_edit_changes_the_thought(owner_client: TestClient) -> None:
 
 def test_bad_edit_keeps_the_original(owner_client: TestClient) -> None:
     post_id = publish(owner_client, "keep me")
-    response = owner_client.post(f"/admin/posts/{post_id}/edit", data={
-        "csrf": owner_client.csrf, "source": "", "action": "save"})  # type: ignore[attr-defined]
+    response = owner_client.post(
+        f"/admin/posts/{post_id}/edit",
+        data={"csrf": owner_client.csrf, "source": "", "action": "save"},
+    )  # type: ignore[attr-defined]
     assert response.status_code == 400 and "The thought is empty" in response.text
     assert "keep me" in owner_client.get(f"/p/{post_id}").text
 
@@ -189,17 +227,26 @@ def _png(width: int = 600, height: int = 600) -> bytes:
 
 
 def _profile_data(client: TestClient, **extra: str) -> dict[str, str]:
-    data = {"csrf": client.csrf, "display_name": "Ada L.", "bio": "I write *notes*.",  # type: ignore[attr-defined]
-            "link_label_0": "Site", "link_url_0": "https://127.0.0.1:9/me"}  # fmt: skip
+    data = {
+        "csrf": client.csrf,
+        "display_name": "Ada L.",
+        "bio": "I write *notes*.",  # type: ignore[attr-defined]
+        "link_label_0": "Site",
+        "link_url_0": "https://127.0.0.1:9/me",
+    }
     data.update(extra)
     return data
 
 
-def test_profile_update_with_avatar_strips_exif_and_scales(owner_client: TestClient,
-                                                           settings: Settings) -> None:  # fmt: skip
-    response = owner_client.post("/admin/profile", data=_profile_data(owner_client),
-                                 files={"avatar": ("me.jpg", _png(), "image/jpeg")},
-                                 follow_redirects=False)  # fmt: skip
+def test_profile_update_with_avatar_strips_exif_and_scales(
+    owner_client: TestClient, settings: Settings
+) -> None:
+    response = owner_client.post(
+        "/admin/profile",
+        data=_profile_data(owner_client),
+        files={"avatar": ("me.jpg", _png(), "image/jpeg")},
+        follow_redirects=False,
+    )
     assert response.status_code == 303, response.text
     home = owner_client.get("/").text
     assert "Ada L." in home and "<em>notes</em>" in home
@@ -215,45 +262,64 @@ def test_profile_update_with_avatar_strips_exif_and_scales(owner_client: TestCli
 
 
 def test_non_image_upload_is_refused_with_a_message(owner_client: TestClient) -> None:
-    response = owner_client.post("/admin/profile", data=_profile_data(owner_client, display_name="Changed"),
-                                 files={"avatar": ("evil.png", b"<?php echo 1; ?>", "image/png")})  # fmt: skip
+    response = owner_client.post(
+        "/admin/profile",
+        data=_profile_data(owner_client, display_name="Changed"),
+        files={"avatar": ("evil.png", b"<?php echo 1; ?>", "image/png")},
+    )
     assert response.status_code == 400
     assert "not an image we can use" in response.text
     assert "Changed" not in owner_client.get("/").text
 
 
-def test_oversized_upload_is_refused_with_a_message(owner_client: TestClient, settings: Settings) -> None:
+def test_oversized_upload_is_refused_with_a_message(
+    owner_client: TestClient, settings: Settings
+) -> None:
     big = b"\xff" * (settings.max_upload_bytes + 10)
-    response = owner_client.post("/admin/profile", data=_profile_data(owner_client, display_name="Big"),
-                                 files={"header": ("big.jpg", big, "image/jpeg")})  # fmt: skip
+    response = owner_client.post(
+        "/admin/profile",
+        data=_profile_data(owner_client, display_name="Big"),
+        files={"header": ("big.jpg", big, "image/jpeg")},
+    )
     assert response.status_code == 413
     assert "upload limit of 8 MB" in response.text
     assert "Big" not in owner_client.get("/").text
 
 
 def test_too_many_links_and_bad_urls(owner_client: TestClient) -> None:
-    response = owner_client.post("/admin/profile",
-                                 data=_profile_data(owner_client, link_url_1="javascript:alert(1)",
-                                                    link_label_1="x"))  # fmt: skip
+    response = owner_client.post(
+        "/admin/profile",
+        data=_profile_data(owner_client, link_url_1="javascript:alert(1)", link_label_1="x"),
+    )
     assert response.status_code == 400 and "must start with https://" in response.text
     assert "javascript:alert(1)" not in owner_client.get("/").text
 
 
 def test_profile_name_cannot_be_empty(owner_client: TestClient) -> None:
-    response = owner_client.post("/admin/profile", data=_profile_data(owner_client, display_name=" "))
+    response = owner_client.post(
+        "/admin/profile", data=_profile_data(owner_client, display_name=" ")
+    )
     assert response.status_code == 400 and "display name cannot be empty" in response.text
 
 
 def test_profile_fields_are_escaped(owner_client: TestClient) -> None:
-    owner_client.post("/admin/profile", data=_profile_data(
-        owner_client, display_name="<script>alert(1)</script>", link_label_0="<b>x</b>",
-        bio="<img src=x onerror=alert(1)>"))  # fmt: skip
+    owner_client.post(
+        "/admin/profile",
+        data=_profile_data(
+            owner_client,
+            display_name="<script>alert(1)</script>",
+            link_label_0="<b>x</b>",
+            bio="<img src=x onerror=alert(1)>",
+        ),
+    )
     html = owner_client.get("/").text
     assert "<script>alert(1)" not in html and "<b>x</b>" not in html
     assert "onerror=alert(1)>" not in html.replace("&lt;img src=x onerror=alert(1)&gt;", "")
 
 
-def test_logged_in_password_change_via_cli_ends_sessions(owner_client: TestClient, settings: Settings) -> None:
+def test_logged_in_password_change_via_cli_ends_sessions(
+    owner_client: TestClient, settings: Settings
+) -> None:
     from fedistream.services.owner import set_password
 
     owner_client.portal.call(set_password, owner_client.app.state.ctx.db, "another long password")  # type: ignore[union-attr]

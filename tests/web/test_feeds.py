@@ -200,9 +200,16 @@ def test_profile_change_updates_title_icon_and_etag(client: TestClient) -> None:
     settings = client.app.state.ctx.settings  # type: ignore[attr-defined]
     current = call(client, owner.get_profile, db, settings)
     call(
-        client, owner.update_profile, db, current, display_name="Ada L.", bio_source="",
-        links=(), avatar="avatar-0123456789abcdef.png", header=None,
-    )  # fmt: skip
+        client,
+        owner.update_profile,
+        db,
+        current,
+        display_name="Ada L.",
+        bio_source="",
+        links=(),
+        avatar="avatar-0123456789abcdef.png",
+        header=None,
+    )
 
     after = client.get("/feed.json", headers={"If-None-Match": before.headers["etag"]})
     assert after.status_code == 200

@@ -25,7 +25,10 @@ def test_stream_shows_thoughts_newest_first_with_time_and_tags(owner_client: Tes
     html = owner_client.get("/").text
     assert html.index(second) < html.index(first)
     assert re.search(r'<time class="dt-published" datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"', html)
-    assert '<h2 class="p-name entry-title"><a class="u-url" href="/p/' + second + '">Second</a></h2>' in html
+    assert (
+        '<h2 class="p-name entry-title"><a class="u-url" href="/p/' + second + '">Second</a></h2>'
+        in html
+    )
     assert 'href="/tags/tag"' in html
 
 
@@ -92,7 +95,7 @@ def test_content_warning_renders_collapsed_without_js(owner_client: TestClient) 
     post_id = publish(owner_client, "spoilers inside", summary="film ending")
     html = owner_client.get(f"/p/{post_id}").text
     assert re.search(r"<details class=\"cw\">\s*<summary>.*film ending.*</summary>", html, re.S)
-    assert "<details class=\"cw\" open" not in html
+    assert '<details class="cw" open' not in html
 
 
 def test_tag_page(owner_client: TestClient) -> None:

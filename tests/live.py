@@ -1,0 +1,139 @@
+"""A real `fedistream serve` child process on loopback, for end-to-end and CLI tests.
+
+The server runs as a child process (not in-process) so a test sees exactly what an operator gets:
+the CLI, uvicorn, the lifespan, the security headers. Its output goes to a file that is attached
+to the report of any test that fails.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+OWNER_PASSWORD = "correct horse battery staple"
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 5.0
+
+
+@dataclass(slots=True)
+class LiveServer:
+    """A running `fedistream serve`: where it listens and how to read what it printed."""
+
+    base_url: str
+    port: int
+    password: str
+    data_dir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    def output(self) -> str:
+        return self.log_path.read_text("utf-8", errors="replace") if self.log_path.exists() else ""
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+
+def _free_port() -> int:
+    # The port is free when we release it; a race with another process is possible but rare,
+    # and a clash shows up as a start-up failure with the server's own message attached.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _server_env(
+    data_dir: Path, port: int, password: str | None, extra: dict[str, str]
+) -> dict[str, str]:
+    # Drop any FEDISTREAM_* the developer has set (a base URL or config path would point the
+    # server somewhere else); keep the rest so the same Python environment is used.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEDISTREAM_")}
+    env.update(
+        FEDISTREAM_DATA_DIR=str(data_dir),
+        FEDISTREAM_HOST="127.0.0.1",
+        FEDISTREAM_PORT=str(port),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
+        PYTHONUNBUFFERED="1",
+    )
+    if password is not None:
+        env["FEDISTREAM_OWNER_PASSWORD"] = password
+    env.update(extra)
+    return env
+
+
+def _answers_200(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback only)
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=STOP_TIMEOUT_S)
+
+
+@contextmanager
+def running_server(
+    tmp_path: Path,
+    *,
+    password: str | None = OWNER_PASSWORD,
+    extra_env: dict[str, str] | None = None,
+    data_dir: Path | None = None,
+) -> Iterator[LiveServer]:
+    """Start `fedistream serve` with its own data directory; stop it when the block ends.
+    `password=None` leaves the owner password unset (first run prints a generated one)."""
+    data_dir = data_dir or tmp_path / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    log_path = tmp_path / f"server-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fedistream.cli", "serve"],
+            env=_server_env(data_dir, port, password, extra_env or {}),
+            # Run from the data dir so a stray ./fedistream.toml in the repo is not picked up.
+            cwd=data_dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    server = LiveServer(
+        base_url=f"http://127.0.0.1:{port}", port=port, password=password or "",
+        data_dir=data_dir, log_path=log_path, process=process,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _answers_200(server.url("/")):
+            if process.poll() is not None:
+                pytest.fail(
+                    f"fedistream serve exited with code {process.returncode} before answering.\n"
+                    f"--- server output ---\n{server.output()}"
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"fedistream serve did not answer 200 on {server.url('/')} within "
+                    f"{START_TIMEOUT_S:.0f} s.\n--- server output ---\n{server.output()}"
+                )
+            time.sleep(0.1)
+        yield server
+    finally:
+        _stop(process)
