@@ -1,13 +1,16 @@
-"""The `fedistream` command as an operator uses it: first run, init, passwd, post beside a server."""
+"""The `fedistream` command as an operator uses it: first run, init, passwd, post."""
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
 import re
 import subprocess
 import sys
 import time
 import tomllib
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -39,8 +42,6 @@ def run_cli(
 
 def _login_status(base_url: str, password: str) -> int:
     """Log in through the real form with urllib (cookie jar); returns the final status."""
-    import http.cookiejar
-
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     page = opener.open(base_url + "/admin/login", timeout=5).read().decode()
