@@ -78,4 +78,95 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL
     );
     """,
+    # 2: federation — remote actors, followers/following, our activities, the delivery queue,
+    # accepted inbound activities, and notes received from accounts the owner follows.
+    """
+    CREATE TABLE actors (
+        id TEXT PRIMARY KEY,                -- actor URI
+        type TEXT NOT NULL,
+        inbox TEXT NOT NULL,
+        shared_inbox TEXT,
+        key_id TEXT,
+        public_key_pem TEXT,
+        username TEXT,                      -- preferredUsername
+        domain TEXT NOT NULL,               -- host of the actor id
+        name TEXT,
+        url TEXT,
+        icon_url TEXT,
+        summary TEXT,
+        json TEXT NOT NULL,                 -- the document as fetched
+        fetched_at TEXT NOT NULL
+    );
+    CREATE INDEX actors_key_id ON actors(key_id);
+
+    CREATE TABLE followers (
+        actor_id TEXT PRIMARY KEY,
+        follow_id TEXT NOT NULL,            -- their Follow activity id, stored verbatim (R45)
+        state TEXT NOT NULL,                -- pending | accepted
+        created_at TEXT NOT NULL
+    );
+
+    CREATE TABLE following (
+        actor_id TEXT PRIMARY KEY,
+        follow_id TEXT NOT NULL,            -- our Follow activity id
+        state TEXT NOT NULL,                -- pending | accepted | rejected
+        created_at TEXT NOT NULL
+    );
+
+    CREATE TABLE activities (
+        id TEXT PRIMARY KEY,                -- activity URI (dereferenceable or a fragment id)
+        type TEXT NOT NULL,
+        post_id TEXT,                       -- the local thought it is about, if any
+        json TEXT NOT NULL,                 -- exactly what was delivered
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX activities_post ON activities(post_id);
+
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        activity_id TEXT NOT NULL REFERENCES activities(id),
+        inbox TEXT NOT NULL,
+        host TEXT NOT NULL,
+        recipient TEXT,                     -- actor id when this is one actor's personal inbox
+        state TEXT NOT NULL DEFAULT 'pending',   -- pending | sent | dead
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        lease_until TEXT,
+        last_status INTEGER,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (activity_id, inbox)
+    );
+    CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX deliveries_activity ON deliveries(activity_id);
+
+    CREATE TABLE inbox (
+        id TEXT PRIMARY KEY,                -- activity id: a replay is a no-op
+        actor_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        json TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',   -- pending | done | ignored | failed
+        error TEXT,
+        received_at TEXT NOT NULL,
+        processed_at TEXT
+    );
+    CREATE INDEX inbox_pending ON inbox(received_at) WHERE state = 'pending';
+
+    CREATE TABLE remote_posts (
+        id TEXT PRIMARY KEY,                -- object URI
+        actor_id TEXT NOT NULL,
+        url TEXT,
+        in_reply_to TEXT,
+        content_html TEXT NOT NULL,         -- sanitised before storage
+        summary TEXT,
+        sensitive INTEGER NOT NULL DEFAULT 0,
+        published TEXT NOT NULL,
+        updated TEXT,
+        json TEXT NOT NULL,
+        received_at TEXT NOT NULL
+    );
+    CREATE INDEX remote_posts_actor ON remote_posts(actor_id, published);
+    CREATE INDEX remote_posts_published ON remote_posts(published);
+    """,
 )
