@@ -118,7 +118,10 @@ async def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 def _output(path: Path | None) -> Iterator[TextIO]:
     """Standard output, or a file that appears under its name only once completely written."""
     if path is None:
-        sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
+        # The export is UTF-8 whatever the locale says (a C locale would choke on '…' or 'é').
+        reconfigure = getattr(sys.stdout, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(encoding="utf-8")
         yield sys.stdout
         sys.stdout.flush()
         return

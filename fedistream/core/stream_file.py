@@ -87,29 +87,31 @@ def code_lines(lines: Sequence[str], *, protect_unclosed: bool) -> list[bool]:
 
     In one Markdown document an unclosed fence runs to the end (`protect_unclosed=True`). In a
     whole stream file that would swallow every later thought, so there a fence that is never
-    closed protects nothing: the scan goes on from the line after its opener.
+    closed protects nothing: it is read as a plain line.
     """
-    in_code = [False] * len(lines)
+    count = len(lines)
+    # longest[c][i]: the longest closing fence of character c on line i or later, so "is this
+    # fence ever closed?" costs O(1) and the scan stays linear even for a file full of openers.
+    longest = {"`": [0] * (count + 1), "~": [0] * (count + 1)}
+    for i in range(count - 1, -1, -1):
+        for char in longest:
+            longest[char][i] = longest[char][i + 1]
+        match = _FENCE_CLOSE.fullmatch(lines[i])
+        if match is not None:
+            char, size = match.group(1)[0], len(match.group(1))
+            longest[char][i] = max(longest[char][i], size)
+    in_code = [False] * count
     fence: tuple[str, int] | None = None
-    opened_at = 0
-    i = 0
-    while i < len(lines):
-        line = lines[i]
+    for i, line in enumerate(lines):
         if fence is None:
             fence = _fence_opener(line)
-            if fence is not None:
-                opened_at = i
-                in_code[i] = True
+            if fence is not None and not protect_unclosed and longest[fence[0]][i + 1] < fence[1]:
+                fence = None
+            in_code[i] = fence is not None
         else:
             in_code[i] = True
             if _closes(fence, line):
                 fence = None
-        i += 1
-        if i == len(lines) and fence is not None and not protect_unclosed:
-            for j in range(opened_at, len(lines)):
-                in_code[j] = False
-            fence = None
-            i = opened_at + 1
     return in_code
 
 
