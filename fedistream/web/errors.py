@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from fedistream.errors import FedistreamError, TooManyRequests
 from fedistream.web.security import LoginRequired
@@ -28,9 +28,26 @@ _TITLES = {
 }
 
 
+_API_PREFIXES = (
+    "/inbox", "/outbox", "/followers", "/following", "/featured", "/.well-known/", "/nodeinfo/",
+)  # fmt: skip
+
+
+def _wants_json(request: Request) -> bool:
+    """Servers get `{"error": …}`; people get a page."""
+    accept = request.headers.get("accept", "")
+    return (
+        request.url.path.startswith(_API_PREFIXES)
+        or "activity+json" in accept
+        or "ld+json" in accept
+    )
+
+
 def error_page(
     request: Request, status: int, message: str, headers: dict[str, str] | None = None
 ) -> Response:
+    if _wants_json(request):
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
     try:
         return render(
             request,
