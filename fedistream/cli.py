@@ -69,8 +69,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             "  Log in at " + settings.url("/admin") + "  — change it with `fedistream passwd`.\n",
             flush=True,
         )
+    scheme = "https" if settings.tls_certfile else "http"
     print(
-        f"fedistream serving {settings.base_url} on http://{settings.host}:{settings.port}",
+        f"fedistream serving {settings.base_url} on {scheme}://{settings.host}:{settings.port}",
         flush=True,
     )
     uvicorn.run(
@@ -81,6 +82,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         forwarded_allow_ips=settings.trusted_proxy or "127.0.0.1",
         log_level=args.log_level,
         server_header=False,
+        ssl_certfile=str(settings.tls_certfile) if settings.tls_certfile else None,
+        ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
     )
     return 0
 

@@ -37,6 +37,9 @@ class Settings:
     max_upload_bytes: int = 8 * 1024 * 1024
     max_post_chars: int = 20_000
     trusted_proxy: str | None = None
+    # Serve TLS directly (tests with a throwaway CA; production uses a reverse proxy instead).
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
 
     @property
     def domain(self) -> str:
@@ -181,7 +184,8 @@ def load_settings(
         host = merged.get("host", "127.0.0.1")
         host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         host = f"[{host}]" if ":" in host else host
-        merged["base_url"] = f"http://{host}:{merged.get('port', 8000)}"
+        scheme = "https" if merged.get("tls_certfile") else "http"
+        merged["base_url"] = f"{scheme}://{host}:{merged.get('port', 8000)}"
     return _validate(Settings(**merged))
 
 
