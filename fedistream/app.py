@@ -1,24 +1,61 @@
-"""Composition root: builds the Starlette application from Settings and wires every layer."""
+"""Composition root: builds the Starlette application from Settings and wires every layer.
+
+The lifespan opens the database, ensures the owner and key pair, builds the outgoing HTTP client,
+the signer, the actor directory, the delivery worker and the inbox processor, and stops them in
+reverse order. Nothing here runs at import time.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+import fedistream
+from fedistream.core.urls import Urls
 from fedistream.errors import FedistreamError
-from fedistream.services import owner
+from fedistream.federation.delivery import DeliveryWorker
+from fedistream.federation.http import build_http_client
+from fedistream.federation.resolver import ActorResolver
+from fedistream.federation.signing import Signer
+from fedistream.services import follows, owner
+from fedistream.services.inbox import InboxPolicy, InboxProcessor
+from fedistream.services.keys import ensure_keypair
 from fedistream.settings import Settings
 from fedistream.store.db import Database
-from fedistream.web import admin, feeds, public
+from fedistream.web import activitypub, admin, admin_federation, feeds, inbox, public, wellknown
 from fedistream.web.context import WebContext
 from fedistream.web.errors import on_app_error, on_http_error, on_login_required, on_unexpected
+from fedistream.web.negotiation import negotiated
 from fedistream.web.security import LoginRequired, SecurityHeadersMiddleware
 from fedistream.web.templating import build_environment, templates_dir
+
+
+def _routes() -> list[BaseRoute]:
+    # The site is the person and each thought's page is its Note: one URL, two renderings.
+    shared = [
+        Route("/", negotiated(public.stream, activitypub.actor), methods=["GET", "HEAD"]),
+        Route(
+            "/p/{post_id}", negotiated(public.permalink, activitypub.note), methods=["GET", "HEAD"]
+        ),
+    ]
+    html_only = [r for r in public.routes if getattr(r, "path", None) not in ("/", "/p/{post_id}")]
+    return [
+        *shared,
+        *html_only,
+        *activitypub.routes,
+        *wellknown.routes,
+        *inbox.routes,
+        *feeds.routes,
+        *admin.routes,
+        *admin_federation.routes,
+    ]
 
 
 def build_app(settings: Settings) -> Starlette:
@@ -28,18 +65,60 @@ def build_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = await Database.open(settings.db_path)
+        urls = Urls(settings.base_url)
+        tasks: list[asyncio.Task[None]] = []
         try:
             await owner.ensure_owner(db, settings)
-            app.state.ctx = WebContext(
-                settings=settings, db=db, templates=build_environment(templates_dir())
+            keys = await ensure_keypair(db)
+            signer = Signer(urls.key_id, keys.private_pem)
+            client = build_http_client(
+                allow_private_networks=settings.allow_private_networks,
+                user_agent=f"fedistream/{fedistream.__version__} (+{settings.base_url}/)",
             )
-            yield
+            directory = ActorResolver(
+                db, client, signer, allow_private_networks=settings.allow_private_networks
+            )
+            await directory.load_known()
+
+            async def follower_gone(actor_id: str) -> None:
+                await follows.forget_follower(db, actor_id)
+
+            worker = DeliveryWorker(db, client, signer, on_gone=follower_gone)
+            processor = InboxProcessor(
+                db,
+                InboxPolicy(urls, settings.manually_approves_followers),
+                on_change=worker.wake,
+            )
+            app.state.ctx = WebContext(
+                settings=settings,
+                db=db,
+                templates=build_environment(templates_dir()),
+                public_key_pem=keys.public_pem,
+                directory=directory,
+                wake_inbox=processor.wake,
+                wake_delivery=worker.wake,
+            )
+            tasks = [
+                asyncio.create_task(worker.run(), name="delivery-worker"),
+                asyncio.create_task(processor.run(), name="inbox-processor"),
+            ]
+            try:
+                yield
+            finally:
+                processor.stop()
+                await worker.stop()
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                await client.aclose()
+                signer.close()
         finally:
             await db.close()
 
-    routes: list[Route] = [*public.routes, *feeds.routes, *admin.routes]
     return Starlette(
-        routes=routes,
+        routes=_routes(),
         middleware=[Middleware(SecurityHeadersMiddleware)],
         exception_handlers={
             FedistreamError: on_app_error,

@@ -16,6 +16,7 @@ from typing import Any
 
 import tomli_w
 
+from fedistream.core.urls import Urls
 from fedistream.errors import FedistreamError
 from fedistream.settings import (
     DEFAULT_DATA_DIR,
@@ -180,6 +181,7 @@ async def cmd_post(args: argparse.Namespace, settings: Settings) -> int:
             db,
             Draft(source=source, title=args.title or "", summary=args.cw or ""),
             max_chars=settings.max_post_chars,
+            urls=Urls(settings.base_url),
         )
     finally:
         await db.close()

@@ -52,3 +52,9 @@ class TooManyRequests(FedistreamError):
     def __init__(self, public_message: str, *, retry_after: int) -> None:
         super().__init__(public_message)
         self.retry_after = retry_after
+
+
+class RemoteFetchFailed(FedistreamError):
+    """Another server could not be reached or answered something unusable (peers see 503)."""
+
+    status = 503

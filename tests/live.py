@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -73,9 +74,9 @@ def _server_env(
     return env
 
 
-def _answers_200(url: str) -> bool:
+def _answers_200(url: str, tls: ssl.SSLContext | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(url, timeout=1, context=tls) as response:  # noqa: S310 (loopback only)
             return response.status == 200
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return False
@@ -99,17 +100,25 @@ def running_server(
     password: str | None = OWNER_PASSWORD,
     extra_env: dict[str, str] | None = None,
     data_dir: Path | None = None,
+    port: int | None = None,
+    ca_file: Path | None = None,
 ) -> Iterator[LiveServer]:
     """Start `fedistream serve` with its own data directory; stop it when the block ends.
-    `password=None` leaves the owner password unset (first run prints a generated one)."""
+    `password=None` leaves the owner password unset (first run prints a generated one).
+    `port` is for a test that must know it up front (a base URL in `extra_env`); a server that
+    serves TLS (FEDISTREAM_TLS_CERTFILE) is probed over https, trusting the CA in `ca_file`."""
     data_dir = data_dir or tmp_path / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = port or _free_port()
+    extra_env = extra_env or {}
+    scheme = "https" if extra_env.get("FEDISTREAM_TLS_CERTFILE") else "http"
+    base_url = extra_env.get("FEDISTREAM_BASE_URL") or f"{scheme}://127.0.0.1:{port}"
+    tls = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
     log_path = tmp_path / f"server-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "fedistream.cli", "serve"],
-            env=_server_env(data_dir, port, password, extra_env or {}),
+            env=_server_env(data_dir, port, password, extra_env),
             # Run from the data dir so a stray ./fedistream.toml in the repo is not picked up.
             cwd=data_dir,
             stdout=log,
@@ -117,12 +126,12 @@ def running_server(
             stdin=subprocess.DEVNULL,
         )
     server = LiveServer(
-        base_url=f"http://127.0.0.1:{port}", port=port, password=password or "",
+        base_url=base_url.rstrip("/"), port=port, password=password or "",
         data_dir=data_dir, log_path=log_path, process=process,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _answers_200(server.url("/")):
+        while not _answers_200(server.url("/"), tls):
             if process.poll() is not None:
                 pytest.fail(
                     f"fedistream serve exited with code {process.returncode} before answering.\n"
@@ -137,3 +146,58 @@ def running_server(
         yield server
     finally:
         _stop(process)
+
+
+class OwnerBrowser:
+    """The owner UI driven over real HTTP (httpx, cookie jar, CSRF scraped from each form)."""
+
+    def __init__(self, server: LiveServer, verify: ssl.SSLContext | bool = True) -> None:
+        import httpx
+
+        self.server = server
+        self.http = httpx.Client(
+            base_url=server.base_url, timeout=10, follow_redirects=False, verify=verify
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _csrf(self, path: str) -> str:
+        import re
+
+        page = self.http.get(path, follow_redirects=True)
+        match = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert match, f"no CSRF field on {path}: {page.status_code}"
+        return match.group(1)
+
+    def log_in(self) -> None:
+        token = self._csrf("/admin/login")
+        response = self.http.post(
+            "/admin/login", data={"csrf": token, "password": self.server.password}
+        )
+        assert response.status_code == 303, response.text
+
+    def submit(self, form_page: str, action: str, data: dict[str, str]) -> object:
+        """Submit a form found on `form_page` to `action`; returns the httpx response."""
+        token = self._csrf(form_page)
+        return self.http.post(action, data={"csrf": token, **data})
+
+    def publish(self, source: str, title: str = "") -> str:
+        response = self.submit(
+            "/admin", "/admin/posts", {"source": source, "title": title, "action": "publish"}
+        )
+        assert response.status_code == 303, response.text  # type: ignore[attr-defined]
+        return str(response.headers["location"]).rsplit("/", 1)[-1]  # type: ignore[attr-defined]
+
+    def page(self, path: str) -> str:
+        return str(self.http.get(path, follow_redirects=True).text)
+
+
+def wait_until(predicate: object, what: str, timeout: float = 20.0) -> None:
+    """Poll `predicate()` (bounded in time) until it is true; fail with `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for: {what}")

@@ -1,8 +1,8 @@
 """Reading ActivityStreams JSON as peers really send it. Pure.
 
-Single values arrive where arrays are expected (GoToSocial `"to": "…#Public"`, Pixelfed `"tag": {…}`,
-R103), links arrive as strings or objects, and `@context` may be a string, list or object. These
-helpers normalise every shape so parsers never index into a guess.
+Single values arrive where arrays are expected (GoToSocial `"to": "…#Public"`,
+Pixelfed `"tag": {…}`, R103), links arrive as strings or objects, and `@context` may be a
+string, list or object. These helpers normalise every shape so parsers never index into a guess.
 """
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ def id_of(value: Any) -> str | None:
             if isinstance(candidate, str) and candidate:
                 return candidate
     return None
+
+
+def first_value(value: Any) -> Any:
+    """The first item of a list, or the value itself (None for an empty list)."""
+    items = as_list(value)
+    return items[0] if items else None
 
 
 def ids_of(value: Any) -> list[str]:

@@ -49,6 +49,9 @@ class Urls:
     def post(self, post_id: str) -> str:
         return f"{self.base}/p/{post_id}"
 
+    def replies(self, post_id: str) -> str:
+        return f"{self.base}/p/{post_id}/replies"
+
     def create_activity(self, post_id: str) -> str:
         return f"{self.base}/p/{post_id}/activity"
 

@@ -41,8 +41,11 @@ async def ensure_owner(db: Database, settings: Settings) -> str | None:
     existing = await meta.get(db, meta.PASSWORD_HASH)
     if await meta.get(db, meta.PROFILE) is None:
         profile = Profile(display_name=settings.display_name_or_username())
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         async with db.transaction() as conn:
             await meta.put_json(conn, meta.PROFILE, profile_to_json(profile))
+            # The actor's `published` (R12): the account's creation date at midnight.
+            await meta.put(conn, meta.CREATED_AT, to_iso(today))
     if settings.owner_password:
         if existing is None or not await check_password(db, settings.owner_password):
             await set_password(db, settings.owner_password)

@@ -6,11 +6,14 @@ import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from fedistream.core import activitypub
 from fedistream.core.ids import make_id
 from fedistream.core.models import Post
 from fedistream.core.render import render_markdown
 from fedistream.core.timefmt import to_iso
+from fedistream.core.urls import Urls
 from fedistream.errors import BadInput, Gone, NotFound
+from fedistream.services import outbox
 from fedistream.store import meta
 from fedistream.store import posts as post_store
 from fedistream.store.db import Database
@@ -68,14 +71,24 @@ def new_post_id(created_at: datetime) -> str:
 
 
 async def publish(
-    db: Database, draft: Draft, *, max_chars: int, now: datetime | None = None
+    db: Database,
+    draft: Draft,
+    *,
+    max_chars: int,
+    now: datetime | None = None,
+    urls: Urls | None = None,
 ) -> Post:
+    """Store a new thought. With `urls`, its Create is queued for every follower in the same
+    transaction (imports pass no urls: old thoughts are not pushed into timelines)."""
     clean = validate(draft, max_chars)
     created = now or datetime.now(UTC)
     post = build_post(clean, new_post_id(created), created)
     async with db.transaction() as conn:
         await post_store.insert_post(conn, post)
         await meta.bump_stream_version(conn)
+        if urls is not None:
+            create = activitypub.create_activity(urls, activitypub.note_object(urls, post))
+            await outbox.emit_to_followers(conn, create, post_id=post.id, now=created)
     return post
 
 
@@ -89,22 +102,35 @@ async def get_live(db: Database, post_id: str) -> Post:
 
 
 async def edit(
-    db: Database, post_id: str, draft: Draft, *, max_chars: int, now: datetime | None = None
+    db: Database,
+    post_id: str,
+    draft: Draft,
+    *,
+    max_chars: int,
+    now: datetime | None = None,
+    urls: Urls | None = None,
 ) -> Post:
     current = await get_live(db, post_id)
     clean = validate(draft, max_chars)
-    edited = replace(
-        build_post(clean, current.id, current.created_at),
-        updated_at=now or datetime.now(UTC),
-    )
+    when = now or datetime.now(UTC)
+    edited = replace(build_post(clean, current.id, current.created_at), updated_at=when)
     async with db.transaction() as conn:
         await post_store.update_post(conn, edited)
         await meta.bump_stream_version(conn)
+        if urls is not None:
+            update = activitypub.update_activity(urls, activitypub.note_object(urls, edited), when)
+            await outbox.emit_to_followers(conn, update, post_id=edited.id, now=when)
     return edited
 
 
-async def delete(db: Database, post_id: str, *, now: datetime | None = None) -> None:
+async def delete(
+    db: Database, post_id: str, *, now: datetime | None = None, urls: Urls | None = None
+) -> None:
     await get_live(db, post_id)
+    when = now or datetime.now(UTC)
     async with db.transaction() as conn:
-        await post_store.mark_deleted(conn, post_id, to_iso(now or datetime.now(UTC)))
+        await post_store.mark_deleted(conn, post_id, to_iso(when))
         await meta.bump_stream_version(conn)
+        if urls is not None:
+            delete_activity = activitypub.delete_activity(urls, post_id, when)
+            await outbox.emit_to_followers(conn, delete_activity, post_id=post_id, now=when)

@@ -12,6 +12,7 @@ from fedistream.store.db import Database
 PASSWORD_HASH = "owner_password_hash"
 PROFILE = "profile"
 STREAM_VERSION = "stream_version"
+CREATED_AT = "created_at"
 
 
 async def get(db: Database, key: str) -> str | None:

@@ -45,6 +45,10 @@ NOTICES = {
     "saved": "Saved.",
     "deleted": "Deleted.",
     "profile": "Profile saved.",
+    "approved": "Follower approved.",
+    "removed": "Follower removed.",
+    "followed": "Follow request sent.",
+    "unfollowed": "Unfollowed.",
 }
 
 
@@ -55,7 +59,7 @@ async def _read_form(request: Request, max_part_size: int = 1024 * 1024) -> Form
         raise BadInput("The form could not be read; it may be too large.") from exc
 
 
-async def _owner_form(
+async def owner_form(
     request: Request, max_part_size: int = 1024 * 1024
 ) -> tuple[OwnerSession, FormData]:
     session = await require_owner(request)
@@ -141,7 +145,7 @@ async def login(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     ctx = context(request)
-    session, _form = await _owner_form(request)
+    session, _form = await owner_form(request)
     await owner.end_session(ctx.db, session.token)
     response = RedirectResponse("/admin/login", status_code=303)
     clear_session_cookie(response, ctx.settings)
@@ -151,7 +155,7 @@ async def logout(request: Request) -> Response:
 # --- compose, edit, delete -------------------------------------------------------------------
 
 
-async def _admin_context(request: Request, session: OwnerSession) -> dict[str, Any]:
+async def admin_context(request: Request, session: OwnerSession) -> dict[str, Any]:
     return {
         **await site_context(request),
         "csrf": session.csrf_token,
@@ -185,7 +189,7 @@ async def dashboard(
         request,
         "admin/dashboard.html",
         {
-            **await _admin_context(request, session),
+            **await admin_context(request, session),
             "page": page,
             "draft": draft or Draft(""),
             "error": error,
@@ -205,14 +209,17 @@ def _preview_html(draft: Draft) -> str:
 
 async def create_post(request: Request) -> Response:
     ctx = context(request)
-    _session, form = await _owner_form(request)
+    _session, form = await owner_form(request)
     draft = _draft_from(form)
     if form.get("action") == "preview":
         return await dashboard(request, draft=draft, preview=_preview_html(draft))
     try:
-        post = await post_service.publish(ctx.db, draft, max_chars=ctx.settings.max_post_chars)
+        post = await post_service.publish(
+            ctx.db, draft, max_chars=ctx.settings.max_post_chars, urls=ctx.urls
+        )
     except BadInput as exc:
         return await dashboard(request, draft=draft, error=exc.public_message, status=400)
+    ctx.wake_delivery()
     return RedirectResponse(f"/p/{post.id}", status_code=303)
 
 
@@ -237,7 +244,7 @@ async def _edit_page(
         request,
         "admin/edit.html",
         {
-            **await _admin_context(request, session),
+            **await admin_context(request, session),
             "post": post,
             "draft": draft,
             "error": error,
@@ -256,15 +263,18 @@ async def edit_form(request: Request) -> Response:
 
 async def edit_post(request: Request) -> Response:
     ctx = context(request)
-    session, form = await _owner_form(request)
+    session, form = await owner_form(request)
     post = await _post_for_edit(request)
     draft = _draft_from(form)
     if form.get("action") == "preview":
         return await _edit_page(request, session, draft, preview=_preview_html(draft))
     try:
-        await post_service.edit(ctx.db, post.id, draft, max_chars=ctx.settings.max_post_chars)
+        await post_service.edit(
+            ctx.db, post.id, draft, max_chars=ctx.settings.max_post_chars, urls=ctx.urls
+        )
     except BadInput as exc:
         return await _edit_page(request, session, draft, error=exc.public_message, status=400)
+    ctx.wake_delivery()
     return RedirectResponse(f"/p/{post.id}", status_code=303)
 
 
@@ -272,15 +282,16 @@ async def delete_form(request: Request) -> Response:
     session = await require_owner(request)
     post = await _post_for_edit(request)
     return render(
-        request, "admin/delete.html", {**await _admin_context(request, session), "post": post}
+        request, "admin/delete.html", {**await admin_context(request, session), "post": post}
     )
 
 
 async def delete_post(request: Request) -> Response:
     ctx = context(request)
-    _session, _form = await _owner_form(request)
+    _session, _form = await owner_form(request)
     post = await _post_for_edit(request)
-    await post_service.delete(ctx.db, post.id)
+    await post_service.delete(ctx.db, post.id, urls=ctx.urls)
+    ctx.wake_delivery()
     return RedirectResponse("/admin?done=deleted", status_code=303)
 
 
@@ -299,7 +310,7 @@ async def _profile_page(
         request,
         "admin/profile.html",
         {
-            **await _admin_context(request, session),
+            **await admin_context(request, session),
             "error": error,
             "form": form or {},
             "max_links": owner.MAX_LINKS,

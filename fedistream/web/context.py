@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import jinja2
 from starlette.requests import Request
 
+from fedistream.core.urls import Urls
+from fedistream.services.ports import ActorDirectory
 from fedistream.settings import Settings
 from fedistream.store.db import Database
 from fedistream.web.throttle import LoginThrottle
+
+
+def _nothing() -> None:
+    return None
 
 
 @dataclass(slots=True)
@@ -17,7 +24,15 @@ class WebContext:
     settings: Settings
     db: Database
     templates: jinja2.Environment
+    public_key_pem: str = ""
+    directory: ActorDirectory | None = None  # remote actors/keys (federation edge)
+    wake_inbox: Callable[[], None] = _nothing  # new inbound activity stored
+    wake_delivery: Callable[[], None] = _nothing  # new deliveries queued
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+
+    @property
+    def urls(self) -> Urls:
+        return Urls(self.settings.base_url)
 
 
 def context(request: Request) -> WebContext:

@@ -1,0 +1,218 @@
+"""Inbound activities: persist first (idempotent by id), then apply from the stored row.
+
+The web edge verifies the signature and calls `receive`; `InboxProcessor` applies pending rows in
+the background, each in one transaction with its outcome, so a crash mid-way re-applies the row
+(every effect is an upsert or a delete, so applying twice is harmless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+
+from fedistream.core import inbound
+from fedistream.core.remote_actor import parse_actor
+from fedistream.core.sanitize import sanitize_remote_html
+from fedistream.core.timefmt import to_iso
+from fedistream.core.urls import Urls
+from fedistream.services.follows import UnknownActor, accept_follower
+from fedistream.store import actors as actor_store
+from fedistream.store import followers as follower_store
+from fedistream.store import inbox as inbox_store
+from fedistream.store import remote_posts
+from fedistream.store.db import Database
+
+log = logging.getLogger("fedistream.inbox")
+
+POLL_SECONDS = 2.0
+BATCH = 100
+
+
+async def receive(
+    db: Database, activity: dict[str, Any], actor_id: str, now: datetime | None = None
+) -> bool:
+    """Store a verified activity for processing. False when it was already received (replay)."""
+    return await inbox_store.insert(
+        db,
+        str(activity["id"]),
+        actor_id,
+        str(activity.get("type")),
+        json.dumps(activity, ensure_ascii=False),
+        to_iso(now or datetime.now(UTC)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPolicy:
+    urls: Urls
+    manually_approves_followers: bool
+
+
+class _Ignored(Exception):
+    """The activity is well-formed but nothing we act on; recorded as 'ignored' with the reason."""
+
+
+async def _is_relevant_note(conn: aiosqlite.Connection, note: Any, urls: Urls) -> bool:
+    """Keep notes from accounts we follow, replies to our thoughts, and mentions of the owner."""
+    cursor = await conn.execute(
+        "SELECT 1 FROM following WHERE actor_id = ? AND state = 'accepted'", (note.actor_id,)
+    )
+    if await cursor.fetchone():
+        return True
+    if note.in_reply_to and note.in_reply_to.startswith(urls.base + "/"):
+        return True
+    return urls.actor in note.mentions or urls.actor in note.to or urls.actor in note.cc
+
+
+async def _store_note(conn: aiosqlite.Connection, note: Any, raw: dict[str, Any], now: str) -> None:
+    await remote_posts.upsert(
+        conn,
+        id=note.id,
+        actor_id=note.actor_id,
+        url=note.url,
+        in_reply_to=note.in_reply_to,
+        content_html=sanitize_remote_html(note.content_html),
+        summary=note.summary,
+        sensitive=note.sensitive,
+        published=to_iso(note.published),
+        updated=to_iso(note.updated) if note.updated else None,
+        json_text=json.dumps(raw, ensure_ascii=False),
+        now=now,
+    )
+
+
+async def apply(
+    conn: aiosqlite.Connection,
+    command: inbound.Command,
+    activity: dict[str, Any],
+    policy: InboxPolicy,
+    now: datetime,
+) -> str:
+    """Apply one classified activity inside `conn`'s transaction. Returns the resulting state."""
+    urls = policy.urls
+    stamp = to_iso(now)
+    match command:
+        case inbound.FollowUs(follow_id=follow_id, actor=actor, follow=follow):
+            state = (
+                follower_store.PENDING
+                if policy.manually_approves_followers
+                else follower_store.ACCEPTED
+            )
+            cursor = await conn.execute("SELECT state FROM followers WHERE actor_id = ?", (actor,))
+            existing = await cursor.fetchone()
+            await follower_store.upsert_follower(conn, actor, follow_id, state, stamp)
+            if state == follower_store.ACCEPTED or (existing and existing[0] == "accepted"):
+                await accept_follower(conn, urls, follow, actor, now)
+        case inbound.UndoFollow(actor=actor):
+            await follower_store.remove_follower(conn, actor)
+        case inbound.FollowAccepted(actor=actor, follow_id=follow_id):
+            if not await follower_store.set_following_state(
+                conn, actor, follower_store.ACCEPTED, follow_id
+            ):
+                raise _Ignored("Accept for a Follow we did not send")
+        case inbound.FollowRejected(actor=actor, follow_id=follow_id):
+            await follower_store.remove_following(conn, actor)
+            # A Reject may also remove us from their followers (R49): nothing else to undo.
+            del follow_id
+        case inbound.DeleteActor(actor=actor):
+            await follower_store.remove_follower(conn, actor)
+            await follower_store.remove_following(conn, actor)
+            await remote_posts.delete_by_actor(conn, actor)
+            await actor_store.delete(conn, actor)
+        case inbound.DeleteObject(actor=actor, object_id=object_id):
+            if not await remote_posts.delete(conn, object_id, actor):
+                raise _Ignored("Delete of an object we do not have")
+        case inbound.UpdateActor(actor=actor, document=document):
+            parsed = parse_actor(document)
+            if parsed.id != actor:
+                raise _Ignored("Update of another actor")
+            await actor_store.upsert(conn, parsed, document, now)
+        case inbound.CreateNote(note=note) | inbound.UpdateNote(note=note):
+            if not await _is_relevant_note(conn, note, urls):
+                raise _Ignored("note from an account the owner does not follow")
+            await _store_note(conn, note, activity.get("object", {}), stamp)
+        case inbound.Ignore(reason=reason):
+            raise _Ignored(reason)
+        case _:
+            raise _Ignored(f"{type(command).__name__} is not handled yet")
+    return "done"
+
+
+async def process_row(db: Database, row: Any, policy: InboxPolicy, now: datetime) -> str:
+    activity = json.loads(row["json"])
+    stamp = to_iso(now)
+    try:
+        command = inbound.classify(activity, our_actor=policy.urls.actor)
+    except inbound.BadActivity as exc:
+        async with db.transaction() as conn:
+            await inbox_store.mark(conn, row["id"], "failed", str(exc), stamp)
+        return "failed"
+    try:
+        async with db.transaction() as conn:
+            state = await apply(conn, command, activity, policy, now)
+            await inbox_store.mark(conn, row["id"], state, None, stamp)
+        return state
+    except (_Ignored, UnknownActor) as exc:
+        async with db.transaction() as conn:
+            await inbox_store.mark(conn, row["id"], "ignored", str(exc), stamp)
+        return "ignored"
+    except Exception as exc:  # a bad row must not stay pending and be retried forever
+        log.warning("inbox activity %s failed: %s", row["id"], exc)
+        async with db.transaction() as conn:
+            await inbox_store.mark(conn, row["id"], "failed", f"{type(exc).__name__}: {exc}", stamp)
+        return "failed"
+
+
+class InboxProcessor:
+    """Applies pending inbox rows in the background; `run_once()` steps it in tests."""
+
+    def __init__(
+        self,
+        db: Database,
+        policy: InboxPolicy,
+        *,
+        on_change: Callable[[], None] | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._db = db
+        self._policy = policy
+        self._on_change = on_change
+        self._now = now
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        rows = await inbox_store.pending(self._db, BATCH)
+        changed = False
+        for row in rows:
+            state = await process_row(self._db, row, self._policy, self._now())
+            changed = changed or state == "done"
+        if changed and self._on_change:
+            self._on_change()  # e.g. wake the delivery worker for queued Accepts
+        return len(rows)
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                if await self.run_once() >= BATCH:
+                    continue
+            except Exception:  # keep the loop alive; the row stays pending and is retried
+                log.exception("inbox processing failed")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()

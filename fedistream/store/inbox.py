@@ -1,0 +1,46 @@
+"""Accepted inbound activities: stored before processing so a crash loses nothing, and keyed by
+activity id so a replay is a no-op."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import aiosqlite
+
+from fedistream.store.db import Database
+
+
+async def insert(
+    db: Database, activity_id: str, actor_id: str, type_: str, json_text: str, now: str
+) -> bool:
+    """True when the activity is new; False for a duplicate (already received)."""
+    changed = await db.execute(
+        "INSERT OR IGNORE INTO inbox (id, actor_id, type, json, state, received_at) "
+        "VALUES (?, ?, ?, ?, 'pending', ?)",
+        (activity_id, actor_id, type_, json_text, now),
+    )
+    return changed > 0
+
+
+async def pending(db: Database, limit: int) -> list[sqlite3.Row]:
+    return await db.fetchall(
+        "SELECT id, actor_id, type, json FROM inbox WHERE state = 'pending' "
+        "ORDER BY received_at, rowid LIMIT ?",
+        (limit,),
+    )
+
+
+async def mark(
+    conn: aiosqlite.Connection, activity_id: str, state: str, error: str | None, now: str
+) -> None:
+    """Record the outcome inside the transaction that applied the effects (all or nothing)."""
+    await conn.execute(
+        "UPDATE inbox SET state = ?, error = ?, processed_at = ? WHERE id = ?",
+        (state, error, now, activity_id),
+    )
+
+
+async def get(db: Database, activity_id: str) -> sqlite3.Row | None:
+    return await db.fetchone(
+        "SELECT id, actor_id, type, state, error FROM inbox WHERE id = ?", (activity_id,)
+    )

@@ -1,0 +1,198 @@
+"""ActivityStreams renderers for servers: the actor, Notes, activities and collections (R83–R87).
+
+Reached through `negotiated(...)` for URLs shared with the HTML pages, directly for the rest.
+Public reads are unsigned (R17, R97).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fedistream.core import activitypub
+from fedistream.core.ids import looks_like_id
+from fedistream.core.negotiation import AS2_CONTENT_TYPE
+from fedistream.core.timefmt import parse_iso
+from fedistream.errors import BadInput, NotFound
+from fedistream.services import owner
+from fedistream.store import activities as activity_store
+from fedistream.store import followers as follower_store
+from fedistream.store import meta
+from fedistream.store import posts as post_store
+from fedistream.web.context import WebContext, context
+
+OUTBOX_PAGE_SIZE = 20
+ACTORS_PAGE_SIZE = 40
+_MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif"}
+
+
+def as2_response(document: dict[str, Any], *, status: int = 200, max_age: int = 60) -> Response:
+    return Response(
+        json.dumps(document, ensure_ascii=False, separators=(",", ":")),
+        status_code=status,
+        media_type=AS2_CONTENT_TYPE,
+        headers={"Cache-Control": f"public, max-age={max_age}", "Access-Control-Allow-Origin": "*"},
+    )
+
+
+def _media_ref(ctx: WebContext, name: str | None) -> activitypub.MediaRef | None:
+    if not name:
+        return None
+    media_type = _MEDIA_TYPES.get(name.rsplit(".", 1)[-1], "image/jpeg")
+    return activitypub.MediaRef(url=ctx.urls.media(name), media_type=media_type)
+
+
+async def account_created(ctx: WebContext) -> str:
+    created = await meta.get(ctx.db, meta.CREATED_AT)
+    return created or "2024-01-01T00:00:00Z"
+
+
+async def actor_document(ctx: WebContext) -> dict[str, Any]:
+    profile = await owner.get_profile(ctx.db, ctx.settings)
+    return activitypub.actor_document(
+        ctx.urls,
+        username=ctx.settings.username,
+        display_name=profile.display_name,
+        summary_html=profile.bio_html,
+        avatar=_media_ref(ctx, profile.avatar),
+        header=_media_ref(ctx, profile.header),
+        links=[(link.label, link.url) for link in profile.links],
+        public_key_pem=ctx.public_key_pem,
+        published=parse_iso(await account_created(ctx)),
+        manually_approves_followers=ctx.settings.manually_approves_followers,
+    )
+
+
+async def actor(request: Request) -> Response:
+    return as2_response(await actor_document(context(request)), max_age=180)
+
+
+async def note(request: Request) -> Response:
+    ctx = context(request)
+    post_id = request.path_params["post_id"]
+    post = await post_store.get_post(ctx.db, post_id) if looks_like_id(post_id) else None
+    if post is None:
+        raise NotFound("No thought has this address.")
+    if post.is_deleted:
+        assert post.deleted_at is not None
+        return as2_response(activitypub.tombstone(ctx.urls, post.id, post.deleted_at), status=410)
+    return as2_response(activitypub.note_object(ctx.urls, post))
+
+
+async def create_activity(request: Request) -> Response:
+    ctx = context(request)
+    post_id = request.path_params["post_id"]
+    post = await post_store.get_post(ctx.db, post_id) if looks_like_id(post_id) else None
+    if post is None:
+        raise NotFound("No thought has this address.")
+    if post.is_deleted:
+        assert post.deleted_at is not None
+        return as2_response(activitypub.tombstone(ctx.urls, post.id, post.deleted_at), status=410)
+    return as2_response(
+        activitypub.create_activity(ctx.urls, activitypub.note_object(ctx.urls, post))
+    )
+
+
+async def outbox(request: Request) -> Response:
+    """Root: totalItems, first, last. `?page=true[&max_id=ID]`: 20 Creates, newest first (R84)."""
+    ctx = context(request)
+    urls = ctx.urls
+    if request.query_params.get("page") != "true":
+        total = await post_store.count_live(ctx.db)
+        return as2_response(
+            activitypub.ordered_collection(
+                urls.outbox,
+                total,
+                first=urls.outbox + "?page=true",
+                last=urls.outbox + "?min_id=0&page=true",
+            ),
+            max_age=180,
+        )
+    max_id = request.query_params.get("max_id")
+    if max_id and not looks_like_id(max_id):
+        raise BadInput("max_id must be the id of a thought.")
+    page = await post_store.latest_page(ctx.db, max_id, OUTBOX_PAGE_SIZE)
+    items = [
+        activitypub.create_activity(urls, activitypub.note_object(urls, p)) for p in page.posts
+    ]
+    page_id = urls.outbox + "?page=true" + (f"&max_id={max_id}" if max_id else "")
+    return as2_response(
+        activitypub.ordered_collection_page(
+            page_id,
+            urls.outbox,
+            items,
+            next=f"{urls.outbox}?max_id={page.older}&page=true" if page.older else None,
+            prev=(f"{urls.outbox}?min_id={page.posts[0].id}&page=true" if page.posts else None),
+        )
+    )
+
+
+async def _actor_collection(request: Request, *, followers: bool) -> Response:
+    ctx = context(request)
+    urls = ctx.urls
+    collection_id = urls.followers if followers else urls.following
+    if "page" not in request.query_params:
+        total = await (
+            follower_store.count_followers(ctx.db)
+            if followers
+            else follower_store.count_following(ctx.db)
+        )
+        return as2_response(
+            activitypub.ordered_collection(collection_id, total, first=collection_id + "?page=1")
+        )
+    after = request.query_params.get("after")
+    rows = await (
+        follower_store.follower_page(ctx.db, follower_store.ACCEPTED, after, ACTORS_PAGE_SIZE + 1)
+        if followers
+        else follower_store.following_page(ctx.db, after, ACTORS_PAGE_SIZE + 1)
+    )
+    ids = [row["actor_id"] for row in rows[:ACTORS_PAGE_SIZE]]
+    next_url = None
+    if len(rows) > ACTORS_PAGE_SIZE:
+        next_url = f"{collection_id}?page=1&after={quote(ids[-1], safe='')}"
+    page_id = collection_id + "?page=1" + (f"&after={quote(after, safe='')}" if after else "")
+    return as2_response(
+        activitypub.ordered_collection_page(page_id, collection_id, ids, next=next_url)
+    )
+
+
+async def followers(request: Request) -> Response:
+    return await _actor_collection(request, followers=True)
+
+
+async def following(request: Request) -> Response:
+    return await _actor_collection(request, followers=False)
+
+
+async def featured(request: Request) -> Response:
+    # Pinned thoughts arrive with the conversations work (issue 4); until then none are pinned.
+    return as2_response(activitypub.featured_collection(context(request).urls, []))
+
+
+async def featured_tags(request: Request) -> Response:
+    return as2_response(activitypub.featured_tags_collection(context(request).urls, []))
+
+
+async def stored_activity(request: Request) -> Response:
+    """Dereference an activity we emitted (by its full id in `?id=`) — used by peers rarely."""
+    ctx = context(request)
+    activity_id = request.query_params.get("id", "")
+    row = await activity_store.get(ctx.db, activity_id) if activity_id else None
+    if row is None:
+        raise NotFound("No such activity.")
+    return as2_response(json.loads(row.json))
+
+
+routes = [
+    Route("/p/{post_id}/activity", create_activity, methods=["GET", "HEAD"]),
+    Route("/outbox", outbox, methods=["GET", "HEAD"]),
+    Route("/followers", followers, methods=["GET", "HEAD"]),
+    Route("/following", following, methods=["GET", "HEAD"]),
+    Route("/featured", featured, methods=["GET", "HEAD"]),
+    Route("/featured/tags", featured_tags, methods=["GET", "HEAD"]),
+]

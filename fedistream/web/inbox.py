@@ -1,0 +1,167 @@
+"""POST /inbox, the one inbox (personal and shared): hostile until size, shape and signature pass.
+
+Order of checks (INTEROP R31): size (413, before reading it all) → content type → signed at all
+(401) → JSON shape (400) → signature syntax, Date window and Digest (400/401) → the signer's key,
+fetched or cached (503 when it cannot be fetched) → verify, with one refetch on failure for key
+rotation (R29) → signer == activity actor (R30) → store (idempotent by id) → 202. Errors are
+`{"error": "…"}` so the peer's operator can see what was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from fedistream.core import httpsig
+from fedistream.core.as2 import has_as_context, id_of
+from fedistream.core.negotiation import is_acceptable_inbox_content_type
+from fedistream.core.remote_actor import RemoteActor
+from fedistream.errors import RemoteFetchFailed
+from fedistream.services import inbox as inbox_service
+from fedistream.store import actors as actor_store
+from fedistream.web.context import WebContext, context
+
+log = logging.getLogger("fedistream.inbox")
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class InboxRefusal(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _refuse(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InboxRefusal(400, "Content-Length is not a number.")
+        if int(declared) > MAX_BODY_BYTES:
+            raise InboxRefusal(413, f"Payload over {MAX_BODY_BYTES} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise InboxRefusal(413, f"Payload over {MAX_BODY_BYTES} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_activity(body: bytes) -> dict[str, Any]:
+    try:
+        activity = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InboxRefusal(400, f"Body is not JSON: {exc}") from exc
+    if not isinstance(activity, dict):
+        raise InboxRefusal(400, "Body must be a JSON object (an activity).")
+    if not has_as_context(activity):
+        raise InboxRefusal(
+            400, "Unsupported JSON-LD context: the ActivityStreams context is missing."
+        )
+    if not isinstance(activity.get("id"), str) or not isinstance(activity.get("type"), str):
+        raise InboxRefusal(400, "The activity needs a string 'id' and 'type'.")
+    if not id_of(activity.get("actor")):
+        raise InboxRefusal(400, "The activity needs an 'actor'.")
+    return activity
+
+
+def _is_unknown_actor_self_delete(activity: dict[str, Any], actor_id: str) -> bool:
+    """R32: an actor we never saw deleting itself. Its key is gone; fetching it would fail."""
+    return activity.get("type") == "Delete" and id_of(activity.get("object")) == actor_id
+
+
+async def _signer(ctx: WebContext, key_id: str, *, refresh: bool) -> RemoteActor:
+    if ctx.directory is None:
+        raise InboxRefusal(503, "Federation is not running on this server.")
+    try:
+        return await ctx.directory.actor_for_key(key_id, refresh=refresh)
+    except RemoteFetchFailed as exc:
+        raise InboxRefusal(503, f"Could not fetch the signing key {key_id}: {exc}") from exc
+    except ValueError as exc:
+        raise InboxRefusal(401, f"The signing key {key_id} is unusable: {exc}") from exc
+
+
+def _verify(request: httpsig.HttpRequest, signer: RemoteActor, now: datetime) -> None:
+    if not signer.public_key_pem:
+        raise httpsig.SignatureMismatch(f"Actor {signer.id} publishes no public key")
+    httpsig.verify_request(request, httpsig.load_public_key(signer.public_key_pem), now)
+
+
+async def _verified_signer(
+    ctx: WebContext, request: httpsig.HttpRequest, key_id: str, now: datetime
+) -> RemoteActor:
+    signer = await _signer(ctx, key_id, refresh=False)
+    try:
+        _verify(request, signer, now)
+    except httpsig.SignatureMismatch:
+        # The key may have rotated: fetch it once more (the directory rate-limits per host).
+        signer = await _signer(ctx, key_id, refresh=True)
+        try:
+            _verify(request, signer, now)
+        except httpsig.SignatureError as exc:
+            raise InboxRefusal(401, f"Verification failed for {key_id}: {exc.reason}") from exc
+    except httpsig.SignatureError as exc:
+        raise InboxRefusal(exc.status or 401, exc.reason) from exc
+    return signer
+
+
+async def inbox(request: Request) -> Response:
+    ctx = context(request)
+    now = datetime.now(UTC)
+    try:
+        body = await _read_body(request)
+        if not is_acceptable_inbox_content_type(request.headers.get("content-type")):
+            raise InboxRefusal(
+                415, "Content-Type must be application/activity+json or application/ld+json."
+            )
+        if "signature" not in request.headers and "signature-input" not in request.headers:
+            raise InboxRefusal(401, "Request not signed")
+        activity = _parse_activity(body)
+        actor_id = id_of(activity["actor"])
+        assert actor_id is not None
+        # The signature covers the path exactly as sent (R24), so use the raw bytes.
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string", b"")
+        target = (raw_path + (b"?" + query if query else b"")).decode("latin-1")
+        signed = httpsig.HttpRequest(
+            method=request.method,
+            target=target,
+            headers=list(request.headers.items()),
+            body=body,
+            scheme=ctx.settings.base_url.split(":", 1)[0],
+        )
+        try:
+            key_id = httpsig.check_request(signed, now)
+        except httpsig.SignatureError as exc:
+            raise InboxRefusal(exc.status or 401, exc.reason) from exc
+        if _is_unknown_actor_self_delete(activity, actor_id) and not await actor_store.get(
+            ctx.db, actor_id
+        ):
+            return Response(status_code=202)
+        signer = await _verified_signer(ctx, signed, key_id, now)
+        if signer.id != actor_id:
+            raise InboxRefusal(
+                401, f"The request is signed by {signer.id} but the activity's actor is {actor_id}."
+            )
+    except InboxRefusal as refusal:
+        log.info("inbox refused (%s): %s", refusal.status, refusal.message)
+        return _refuse(refusal.status, refusal.message)
+    if await inbox_service.receive(ctx.db, activity, actor_id, now):
+        ctx.wake_inbox()
+    return Response(status_code=202)
+
+
+routes = [Route("/inbox", inbox, methods=["POST"])]
