@@ -250,13 +250,20 @@ def note_object(
         "url": note_id,
         "attributedTo": urls.actor,
         "to": [PUBLIC],
-        "cc": [urls.followers],
+        # Mentioned accounts are addressed too, so their servers show the mention (R55).
+        "cc": [urls.followers, *(m.actor_id for m in post.mentions)],
         # A content warning hides the text behind `summary`; `sensitive` also hides media (R58).
         "sensitive": bool(post.summary),
         "content": content,
         "contentMap": {"en": content},
         "attachment": [_attachment(item) for item in attachments],
-        "tag": [hashtag(urls, tag) for tag in post.tags],
+        "tag": [
+            *(hashtag(urls, tag) for tag in post.tags),
+            *(
+                {"type": "Mention", "href": m.actor_id, "name": "@" + m.handle}
+                for m in post.mentions
+            ),
+        ],
         # Mastodon's shape (R60): the first page lists self-replies, `next` the others'.
         "replies": {
             "id": replies,

@@ -12,6 +12,15 @@ class Visibility(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Mention:
+    """A fediverse account named in a thought as @user@domain, resolved when it was written."""
+
+    handle: str  # "user@domain", lower-case
+    actor_id: str
+    url: str  # their profile page (what the link in the text points to)
+
+
+@dataclass(frozen=True, slots=True)
 class Post:
     """One thought. `source` is the owner's Markdown; `html` and `text` are derived from it."""
 
@@ -27,6 +36,7 @@ class Post:
     visibility: Visibility = Visibility.PUBLIC
     in_reply_to: str | None = None
     tags: tuple[str, ...] = ()
+    mentions: tuple[Mention, ...] = ()
 
     @property
     def is_deleted(self) -> bool:

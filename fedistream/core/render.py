@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import nh3
@@ -39,12 +41,14 @@ _ALLOWED_TAGS = {
     "h6",
     "hr",
     "img",
+    "span",
 }
 _ALLOWED_ATTRIBUTES = {
     "a": {"href", "title", "rel", "class"},
     "img": {"src", "alt", "title"},
     "ol": {"start"},
     "code": {"class"},
+    "span": {"class", "translate"},
 }
 _URL_SCHEMES = {"http", "https", "mailto"}
 
@@ -58,6 +62,50 @@ class Rendered:
     html: str
     text: str
     tags: tuple[str, ...]  # normalised (NFC, case-folded), in order of first appearance
+    mentions: tuple[str, ...] = ()  # every "user@domain" written as @user@domain, lower-case
+
+
+# @user@domain: the user part as Mastodon allows it, a domain with an optional port.
+_MENTION = re.compile(
+    r"@([A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?)@"
+    r"((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+    r"[A-Za-z0-9])?(?::[0-9]{1,5})?)"
+)
+
+
+def _mention_rule(state: StateInline, silent: bool) -> bool:
+    """Inline rule for `@user@domain`: a link when `env["mention_links"]` knows the account,
+    plain text otherwise; every handle seen is collected in `env["mentions"]`."""
+    pos = state.pos
+    if state.src[pos] != "@" or state.linkLevel > 0:
+        return False
+    before = state.src[pos - 1] if pos > 0 else ""
+    if not _is_tag_boundary(before):
+        return False
+    match = _MENTION.match(state.src, pos)
+    if not match:
+        return False
+    user, domain = match.group(1), match.group(2).rstrip(".")
+    handle = f"{user}@{domain}".lower()
+    end = pos + 1 + len(user) + 1 + len(domain)
+    if not silent:
+        state.env.setdefault("mentions", {}).setdefault(handle, None)
+        href = state.env.get("mention_links", {}).get(handle)
+        if href:
+            card = state.push("mention_open", "span", 1)
+            card.attrs = {"class": "h-card", "translate": "no"}
+            link = state.push("link_open", "a", 1)
+            link.attrs = {"href": href, "class": "u-url mention"}
+            link.meta = {"mention": handle}
+            text = state.push("text", "", 0)
+            text.content = "@" + user
+            state.push("link_close", "a", -1)
+            state.push("mention_close", "span", -1)
+        else:
+            text = state.push("text", "", 0)
+            text.content = state.src[pos:end]
+    state.pos = end
+    return True
 
 
 def normalize_tag(tag: str) -> str:
@@ -105,6 +153,10 @@ def _build_markdown() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": False})
     md.enable(["linkify", "strikethrough"])
     md.inline.ruler.before("emphasis", "hashtag", _hashtag_rule)
+    md.inline.ruler.before("emphasis", "mention", _mention_rule)
+    md.add_render_rule("mention_open", lambda self, tokens, idx, options, env: (
+        '<span class="h-card" translate="no">'))
+    md.add_render_rule("mention_close", lambda self, tokens, idx, options, env: "</span>")
     return md
 
 
@@ -157,9 +209,10 @@ def sanitize_html(html: str) -> str:
     )
 
 
-def render_markdown(source: str) -> Rendered:
-    """Render owner Markdown. Links get rel="nofollow noopener" unless they are hashtags."""
-    env: dict[str, object] = {}
+def render_markdown(source: str, mention_links: Mapping[str, str] | None = None) -> Rendered:
+    """Render owner Markdown. Links get rel="nofollow noopener" unless they are hashtags.
+    `mention_links` maps resolved "user@domain" handles to profile URLs; others stay text."""
+    env: dict[str, Any] = {"mention_links": dict(mention_links or {})}
     tokens = _MARKDOWN.parse(source, env)
     _shift_headings(tokens)
     for token in tokens:
@@ -167,7 +220,12 @@ def render_markdown(source: str) -> Rendered:
             if child.type == "link_open" and not child.meta.get("hashtag"):
                 child.attrSet("rel", "nofollow noopener")
     html = _MARKDOWN.renderer.render(tokens, _MARKDOWN.options, env)
-    return Rendered(html=sanitize_html(html), text=_plain_text(tokens), tags=_collect_tags(tokens))
+    return Rendered(
+        html=sanitize_html(html),
+        text=_plain_text(tokens),
+        tags=_collect_tags(tokens),
+        mentions=tuple(env.get("mentions", {})),
+    )
 
 
 def excerpt(text: str, limit: int = 200) -> str:

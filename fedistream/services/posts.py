@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+import aiosqlite
+
 from fedistream.core import activitypub
 from fedistream.core.ids import make_id
-from fedistream.core.models import Post
+from fedistream.core.models import Mention, Post
 from fedistream.core.render import render_markdown
 from fedistream.core.timefmt import to_iso
 from fedistream.core.urls import Urls
-from fedistream.errors import BadInput, Gone, NotFound
+from fedistream.errors import BadInput, FedistreamError, Gone, NotFound
 from fedistream.services import outbox
+from fedistream.services.follows import UnknownActor, actor_inbox
+from fedistream.services.ports import ActorDirectory
 from fedistream.store import meta
 from fedistream.store import posts as post_store
 from fedistream.store.db import Database
 
 MAX_TITLE_CHARS = 200
 MAX_SUMMARY_CHARS = 500
+MAX_MENTIONS = 10  # resolved per thought; more stay plain text
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +59,13 @@ def validate(draft: Draft, max_chars: int) -> Draft:
     return Draft(source=source, title=title, summary=summary)
 
 
-def build_post(draft: Draft, post_id: str, created_at: datetime) -> Post:
-    rendered = render_markdown(draft.source)
+def build_post(
+    draft: Draft, post_id: str, created_at: datetime, mentions: Mapping[str, Mention] | None = None
+) -> Post:
+    """Render a validated draft. `mentions` are the resolved accounts (by "user@domain"); any
+    other @user@domain stays plain text."""
+    known = dict(mentions or {})
+    rendered = render_markdown(draft.source, {h: m.url for h, m in known.items()})
     return Post(
         id=post_id,
         source=draft.source,
@@ -63,11 +75,41 @@ def build_post(draft: Draft, post_id: str, created_at: datetime) -> Post:
         summary=draft.summary or None,
         created_at=created_at,
         tags=rendered.tags,
+        mentions=tuple(known[h] for h in rendered.mentions if h in known),
     )
 
 
 def new_post_id(created_at: datetime) -> str:
     return make_id(created_at, secrets.randbits(32))
+
+
+async def resolve_mentions(source: str, directory: ActorDirectory | None) -> dict[str, Mention]:
+    """Look up every @user@domain in the text by WebFinger (in parallel, before any transaction).
+    An account that cannot be found is simply not linked: the thought still publishes."""
+    if directory is None:
+        return {}
+    handles = render_markdown(source).mentions[:MAX_MENTIONS]
+
+    async def lookup(handle: str) -> Mention | None:
+        try:
+            actor = await directory.lookup_handle(handle)
+        except (FedistreamError, LookupError, ValueError):
+            return None
+        return Mention(handle=handle, actor_id=actor.id, url=actor.url or actor.id)
+
+    found = await asyncio.gather(*(lookup(h) for h in handles))
+    return {m.handle: m for m in found if m is not None}
+
+
+async def _mention_targets(conn: aiosqlite.Connection, post: Post) -> list[tuple[str, str | None]]:
+    """Personal inboxes of the mentioned accounts (cached when they were resolved)."""
+    targets: list[tuple[str, str | None]] = []
+    for mention in post.mentions:
+        try:
+            targets.append((await actor_inbox(conn, mention.actor_id), mention.actor_id))
+        except UnknownActor:
+            continue
+    return targets
 
 
 async def publish(
@@ -77,18 +119,24 @@ async def publish(
     max_chars: int,
     now: datetime | None = None,
     urls: Urls | None = None,
+    directory: ActorDirectory | None = None,
 ) -> Post:
-    """Store a new thought. With `urls`, its Create is queued for every follower in the same
-    transaction (imports pass no urls: old thoughts are not pushed into timelines)."""
+    """Store a new thought. With `urls`, its Create is queued for every follower (and mentioned
+    account) in the same transaction; imports pass no urls, so old thoughts are not pushed into
+    timelines."""
     clean = validate(draft, max_chars)
     created = now or datetime.now(UTC)
-    post = build_post(clean, new_post_id(created), created)
+    mentions = await resolve_mentions(clean.source, directory)
+    post = build_post(clean, new_post_id(created), created, mentions)
     async with db.transaction() as conn:
         await post_store.insert_post(conn, post)
         await meta.bump_stream_version(conn)
         if urls is not None:
             create = activitypub.create_activity(urls, activitypub.note_object(urls, post))
-            await outbox.emit_to_followers(conn, create, post_id=post.id, now=created)
+            await outbox.emit_to_followers(
+                conn, create, post_id=post.id, now=created,
+                extra=await _mention_targets(conn, post),
+            )  # fmt: skip
     return post
 
 
@@ -109,28 +157,38 @@ async def edit(
     max_chars: int,
     now: datetime | None = None,
     urls: Urls | None = None,
+    directory: ActorDirectory | None = None,
 ) -> Post:
     current = await get_live(db, post_id)
     clean = validate(draft, max_chars)
     when = now or datetime.now(UTC)
-    edited = replace(build_post(clean, current.id, current.created_at), updated_at=when)
+    mentions = await resolve_mentions(clean.source, directory)
+    edited = replace(build_post(clean, current.id, current.created_at, mentions), updated_at=when)
     async with db.transaction() as conn:
         await post_store.update_post(conn, edited)
         await meta.bump_stream_version(conn)
         if urls is not None:
             update = activitypub.update_activity(urls, activitypub.note_object(urls, edited), when)
-            await outbox.emit_to_followers(conn, update, post_id=edited.id, now=when)
+            # Accounts mentioned before or after the edit both need to see it.
+            audience = replace(edited, mentions=(*current.mentions, *edited.mentions))
+            await outbox.emit_to_followers(
+                conn, update, post_id=edited.id, now=when,
+                extra=await _mention_targets(conn, audience),
+            )  # fmt: skip
     return edited
 
 
 async def delete(
     db: Database, post_id: str, *, now: datetime | None = None, urls: Urls | None = None
 ) -> None:
-    await get_live(db, post_id)
+    current = await get_live(db, post_id)
     when = now or datetime.now(UTC)
     async with db.transaction() as conn:
         await post_store.mark_deleted(conn, post_id, to_iso(when))
         await meta.bump_stream_version(conn)
         if urls is not None:
             delete_activity = activitypub.delete_activity(urls, post_id, when)
-            await outbox.emit_to_followers(conn, delete_activity, post_id=post_id, now=when)
+            await outbox.emit_to_followers(
+                conn, delete_activity, post_id=post_id, now=when,
+                extra=await _mention_targets(conn, current),
+            )  # fmt: skip

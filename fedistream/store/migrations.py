@@ -168,5 +168,17 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX remote_posts_actor ON remote_posts(actor_id, published);
     CREATE INDEX remote_posts_published ON remote_posts(published);
+
+    -- Accounts a thought mentions (@user@domain), resolved when it was written.
+    CREATE TABLE post_mentions (
+        post_id TEXT NOT NULL REFERENCES posts(id) ON DELETE CASCADE,
+        handle TEXT NOT NULL,
+        actor_id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        PRIMARY KEY (post_id, actor_id)
+    ) WITHOUT ROWID;
+
+    -- Imports look thoughts up by creation time (re-import guard).
+    CREATE INDEX posts_created_at ON posts(created_at);
     """,
 )

@@ -9,10 +9,11 @@ from __future__ import annotations
 import html
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 
 import aiosqlite
 
-from fedistream.core.models import Page, Post, SearchHit, Visibility
+from fedistream.core.models import Mention, Page, Post, SearchHit, Visibility
 from fedistream.core.timefmt import parse_iso, to_iso
 from fedistream.store.db import Database
 
@@ -40,20 +41,42 @@ def _row_to_post(row: sqlite3.Row, tags: Sequence[str] = ()) -> Post:
     )
 
 
-async def _tags_for(db: Database, ids: Sequence[str]) -> dict[str, list[str]]:
-    if not ids:
-        return {}
-    marks = ",".join("?" * len(ids))
-    rows = await db.fetchall(f"SELECT post_id, tag FROM post_tags WHERE post_id IN ({marks})", ids)
-    by_post: dict[str, list[str]] = {}
-    for row in rows:
-        by_post.setdefault(row["post_id"], []).append(row["tag"])
-    return by_post
-
-
 async def _posts_with_tags(db: Database, rows: list[sqlite3.Row]) -> list[Post]:
-    tags = await _tags_for(db, [r["id"] for r in rows])
-    return [_row_to_post(r, sorted(tags.get(r["id"], ()))) for r in rows]
+    """Attach tags and mentions, fetched for the whole page in one query (one thread hop)."""
+    ids = [r["id"] for r in rows]
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    extras = await db.fetchall(
+        f"SELECT post_id, 't' AS kind, tag AS a, NULL AS b, NULL AS c FROM post_tags "
+        f"WHERE post_id IN ({marks}) UNION ALL "
+        f"SELECT post_id, 'm', handle, actor_id, url FROM post_mentions WHERE post_id IN ({marks})",
+        [*ids, *ids],
+    )
+    tags: dict[str, list[str]] = {}
+    mentions: dict[str, list[Mention]] = {}
+    for row in extras:
+        if row["kind"] == "t":
+            tags.setdefault(row["post_id"], []).append(row["a"])
+        else:
+            mentions.setdefault(row["post_id"], []).append(
+                Mention(handle=row["a"], actor_id=row["b"], url=row["c"])
+            )
+    return [
+        replace(
+            _row_to_post(r, sorted(tags.get(r["id"], ()))),
+            mentions=tuple(sorted(mentions.get(r["id"], ()), key=lambda m: m.handle)),
+        )
+        for r in rows
+    ]
+
+
+async def _write_mentions(conn: aiosqlite.Connection, post: Post) -> None:
+    await conn.execute("DELETE FROM post_mentions WHERE post_id = ?", (post.id,))
+    await conn.executemany(
+        "INSERT OR IGNORE INTO post_mentions (post_id, handle, actor_id, url) VALUES (?, ?, ?, ?)",
+        [(post.id, m.handle, m.actor_id, m.url) for m in post.mentions],
+    )
 
 
 async def insert_post(conn: aiosqlite.Connection, post: Post) -> None:
@@ -78,6 +101,7 @@ async def insert_post(conn: aiosqlite.Connection, post: Post) -> None:
         "INSERT OR IGNORE INTO post_tags (tag, post_id) VALUES (?, ?)",
         [(tag, post.id) for tag in post.tags],
     )
+    await _write_mentions(conn, post)
 
 
 async def update_post(conn: aiosqlite.Connection, post: Post) -> None:
@@ -99,6 +123,7 @@ async def update_post(conn: aiosqlite.Connection, post: Post) -> None:
         "INSERT OR IGNORE INTO post_tags (tag, post_id) VALUES (?, ?)",
         [(tag, post.id) for tag in post.tags],
     )
+    await _write_mentions(conn, post)
 
 
 async def mark_deleted(conn: aiosqlite.Connection, post_id: str, when: str) -> bool:
@@ -109,6 +134,7 @@ async def mark_deleted(conn: aiosqlite.Connection, post_id: str, when: str) -> b
         (when, post_id),
     )
     await conn.execute("DELETE FROM post_tags WHERE post_id = ?", (post_id,))
+    await conn.execute("DELETE FROM post_mentions WHERE post_id = ?", (post_id,))
     return cursor.rowcount > 0
 
 

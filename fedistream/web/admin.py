@@ -215,7 +215,11 @@ async def create_post(request: Request) -> Response:
         return await dashboard(request, draft=draft, preview=_preview_html(draft))
     try:
         post = await post_service.publish(
-            ctx.db, draft, max_chars=ctx.settings.max_post_chars, urls=ctx.urls
+            ctx.db,
+            draft,
+            max_chars=ctx.settings.max_post_chars,
+            urls=ctx.urls,
+            directory=ctx.directory,
         )
     except BadInput as exc:
         return await dashboard(request, draft=draft, error=exc.public_message, status=400)
@@ -270,7 +274,12 @@ async def edit_post(request: Request) -> Response:
         return await _edit_page(request, session, draft, preview=_preview_html(draft))
     try:
         await post_service.edit(
-            ctx.db, post.id, draft, max_chars=ctx.settings.max_post_chars, urls=ctx.urls
+            ctx.db,
+            post.id,
+            draft,
+            max_chars=ctx.settings.max_post_chars,
+            urls=ctx.urls,
+            directory=ctx.directory,
         )
     except BadInput as exc:
         return await _edit_page(request, session, draft, error=exc.public_message, status=400)

@@ -206,3 +206,22 @@ def test_the_audit_itself_catches_what_it_must() -> None:
     assert _dangerous('<img src="x" onerror="y">')
     assert _dangerous('<a href=" javascript:alert(1)">x</a>')
     assert _dangerous('<p><a href="/tags/x" rel="tag">#x</a></p>') == []
+
+
+def test_mentions_are_collected_and_linked_only_when_resolved() -> None:
+    out = render_markdown(
+        "hi @Bob@Example.com and @ann@127.0.0.1:8001, not a@b.c nor `@x@y.z`",
+        {"bob@example.com": "https://example.com/@bob"},
+    )
+    assert out.mentions == ("bob@example.com", "ann@127.0.0.1:8001")
+    assert (
+        '<span class="h-card" translate="no"><a href="https://example.com/@bob" '
+        'class="u-url mention" rel="nofollow noopener">@Bob</a></span>'
+    ) in out.html
+    assert "@ann@127.0.0.1:8001" in out.html and 'href="https://127' not in out.html
+    assert "<code>@x@y.z</code>" in out.html
+
+
+def test_mention_inside_a_link_label_is_not_a_mention() -> None:
+    out = render_markdown("[@bob@example.com](https://127.0.0.1:9/)", {"bob@example.com": "x"})
+    assert out.mentions == ()

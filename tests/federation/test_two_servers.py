@@ -105,3 +105,28 @@ def test_delivery_status_is_shown_per_thought(tmp_path: Path) -> None:
         finally:
             owner_a.close()
             owner_b.close()
+
+
+def test_a_mention_reaches_the_mentioned_account(tmp_path: Path) -> None:
+    with (
+        running_server(tmp_path / "a", extra_env=FEDERATION_ENV) as a,
+        running_server(tmp_path / "b", extra_env=FEDERATION_ENV) as b,
+    ):
+        owner_a, owner_b = OwnerBrowser(a), OwnerBrowser(b)
+        try:
+            owner_a.log_in()
+            owner_b.log_in()
+            # B does not follow A and A does not follow B: only the mention connects them.
+            post_id = owner_b.publish(f"Hello @owner@127.0.0.1:{a.port}, nice stream!")
+            note = _as2(b.url(f"/p/{post_id}"))
+            mention = {"type": "Mention", "href": a.url("/"), "name": f"@owner@127.0.0.1:{a.port}"}
+            assert mention in note["tag"]  # type: ignore[operator]
+            assert a.url("/") in note["cc"]  # type: ignore[operator]
+            assert 'class="u-url mention"' in str(note["content"])
+            wait_until(
+                lambda: "nice stream" in owner_a.page("/admin/timeline"),
+                "the mention to reach A",
+            )
+        finally:
+            owner_a.close()
+            owner_b.close()
