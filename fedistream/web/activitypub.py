@@ -17,18 +17,15 @@ from starlette.routing import Route
 from fedistream.core import activitypub
 from fedistream.core.ids import looks_like_id
 from fedistream.core.negotiation import AS2_CONTENT_TYPE
-from fedistream.core.timefmt import parse_iso
 from fedistream.errors import BadInput, NotFound
-from fedistream.services import owner
+from fedistream.services import actor as actor_service
 from fedistream.store import activities as activity_store
 from fedistream.store import followers as follower_store
-from fedistream.store import meta
 from fedistream.store import posts as post_store
-from fedistream.web.context import WebContext, context
+from fedistream.web.context import context
 
 OUTBOX_PAGE_SIZE = 20
 ACTORS_PAGE_SIZE = 40
-_MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif"}
 
 
 def as2_response(document: dict[str, Any], *, status: int = 200, max_age: int = 60) -> Response:
@@ -40,36 +37,10 @@ def as2_response(document: dict[str, Any], *, status: int = 200, max_age: int = 
     )
 
 
-def _media_ref(ctx: WebContext, name: str | None) -> activitypub.MediaRef | None:
-    if not name:
-        return None
-    media_type = _MEDIA_TYPES.get(name.rsplit(".", 1)[-1], "image/jpeg")
-    return activitypub.MediaRef(url=ctx.urls.media(name), media_type=media_type)
-
-
-async def account_created(ctx: WebContext) -> str:
-    created = await meta.get(ctx.db, meta.CREATED_AT)
-    return created or "2024-01-01T00:00:00Z"
-
-
-async def actor_document(ctx: WebContext) -> dict[str, Any]:
-    profile = await owner.get_profile(ctx.db, ctx.settings)
-    return activitypub.actor_document(
-        ctx.urls,
-        username=ctx.settings.username,
-        display_name=profile.display_name,
-        summary_html=profile.bio_html,
-        avatar=_media_ref(ctx, profile.avatar),
-        header=_media_ref(ctx, profile.header),
-        links=[(link.label, link.url) for link in profile.links],
-        public_key_pem=ctx.public_key_pem,
-        published=parse_iso(await account_created(ctx)),
-        manually_approves_followers=ctx.settings.manually_approves_followers,
-    )
-
-
 async def actor(request: Request) -> Response:
-    return as2_response(await actor_document(context(request)), max_age=180)
+    ctx = context(request)
+    document = await actor_service.actor_document(ctx.db, ctx.settings, ctx.public_key_pem)
+    return as2_response(document, max_age=180)
 
 
 async def note(request: Request) -> Response:

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from fedistream.core.ids import looks_like_id
 from fedistream.core.render import render_markdown
 from fedistream.errors import BadInput, NotFound, TooManyRequests
+from fedistream.services import actor as actor_service
 from fedistream.services import media as media_service
 from fedistream.services import owner
 from fedistream.services import posts as post_service
@@ -391,6 +392,8 @@ async def save_profile(request: Request) -> Response:
         return await _profile_page(
             request, session, error=exc.public_message, form=values, status=exc.status
         )
+    await actor_service.announce_profile_update(ctx.db, ctx.settings, ctx.public_key_pem)
+    ctx.wake_delivery()
     return RedirectResponse("/admin/profile?done=profile", status_code=303)
 
 

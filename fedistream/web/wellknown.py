@@ -12,8 +12,8 @@ from starlette.routing import Route
 import fedistream
 from fedistream.core import discovery
 from fedistream.services import owner
+from fedistream.services.actor import media_ref
 from fedistream.store import posts as post_store
-from fedistream.web.activitypub import _media_ref
 from fedistream.web.context import context
 
 _CORS = {"Access-Control-Allow-Origin": "*"}
@@ -47,7 +47,7 @@ async def webfinger(request: Request) -> Response:
         return _error(404, f"No account {resource!r} here.")
     profile = await owner.get_profile(ctx.db, ctx.settings)
     document = discovery.webfinger_document(
-        ctx.urls, ctx.settings.username, ctx.settings.domain, _media_ref(ctx, profile.avatar)
+        ctx.urls, ctx.settings.username, ctx.settings.domain, media_ref(ctx.urls, profile.avatar)
     )
     return _json(document, "application/jrd+json", max_age=3 * 24 * 3600)
 

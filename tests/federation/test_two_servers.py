@@ -83,7 +83,7 @@ def test_follow_publish_edit_delete_unfollow(tmp_path: Path) -> None:
             owner_b.close()
 
 
-def test_delivery_status_is_shown_per_thought(tmp_path: Path) -> None:
+def test_delivery_status_and_profile_updates(tmp_path: Path) -> None:
     with (
         running_server(tmp_path / "a", extra_env=FEDERATION_ENV) as a,
         running_server(tmp_path / "b", extra_env=FEDERATION_ENV) as b,
@@ -102,6 +102,16 @@ def test_delivery_status_is_shown_per_thought(tmp_path: Path) -> None:
                 "the delivery page to show the delivery",
             )
             assert "127.0.0.1" in owner_a.page(f"/admin/posts/{post_id}/deliveries")
+
+            # A profile change reaches followers as Update{Person} (R18): B shows the new name.
+            response = owner_a.submit(
+                "/admin/profile", "/admin/profile", {"display_name": "Alice Renamed", "bio": "hi"}
+            )
+            assert response.status_code == 303  # type: ignore[attr-defined]
+            wait_until(
+                lambda: "Alice Renamed" in owner_b.page("/admin/following"),
+                "A's Update{Person} to refresh B's cache",
+            )
         finally:
             owner_a.close()
             owner_b.close()
