@@ -19,7 +19,7 @@ from fedistream.core.ids import looks_like_id
 from fedistream.core.negotiation import AS2_CONTENT_TYPE
 from fedistream.errors import BadInput, NotFound
 from fedistream.services import actor as actor_service
-from fedistream.store import activities as activity_store
+from fedistream.services import posts as post_service
 from fedistream.store import followers as follower_store
 from fedistream.store import posts as post_store
 from fedistream.web.context import context
@@ -149,18 +149,43 @@ async def featured_tags(request: Request) -> Response:
     return as2_response(activitypub.featured_tags_collection(context(request).urls, []))
 
 
-async def stored_activity(request: Request) -> Response:
-    """Dereference an activity we emitted (by its full id in `?id=`) — used by peers rarely."""
+async def replies(request: Request) -> Response:
+    """The Note's `replies` collection (R60). Replies are stored with the conversations work
+    (issue 4); until then the collection is honestly empty."""
     ctx = context(request)
-    activity_id = request.query_params.get("id", "")
-    row = await activity_store.get(ctx.db, activity_id) if activity_id else None
-    if row is None:
-        raise NotFound("No such activity.")
-    return as2_response(json.loads(row.json))
+    post_id = request.path_params["post_id"]
+    if not looks_like_id(post_id):
+        raise NotFound("No thought has this address.")
+    await post_service.get_live(ctx.db, post_id)
+    collection_id = ctx.urls.replies(post_id)
+    if "page" not in request.query_params:
+        return as2_response(
+            {
+                "@context": "https://www.w3.org/ns/activitystreams",
+                "id": collection_id,
+                "type": "Collection",
+                "first": {
+                    "type": "CollectionPage",
+                    "next": collection_id + "?only_other_accounts=true&page=true",
+                    "partOf": collection_id,
+                    "items": [],
+                },
+            }
+        )
+    return as2_response(
+        {
+            "@context": "https://www.w3.org/ns/activitystreams",
+            "id": f"{collection_id}?{request.url.query}",
+            "type": "CollectionPage",
+            "partOf": collection_id,
+            "items": [],
+        }
+    )
 
 
 routes = [
     Route("/p/{post_id}/activity", create_activity, methods=["GET", "HEAD"]),
+    Route("/p/{post_id}/replies", replies, methods=["GET", "HEAD"]),
     Route("/outbox", outbox, methods=["GET", "HEAD"]),
     Route("/followers", followers, methods=["GET", "HEAD"]),
     Route("/following", following, methods=["GET", "HEAD"]),
