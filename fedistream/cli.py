@@ -10,14 +10,20 @@ import argparse
 import asyncio
 import getpass
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
+import fedistream
 from fedistream.core.urls import Urls
 from fedistream.errors import FedistreamError
+from fedistream.federation.http import build_http_client
+from fedistream.federation.resolver import ActorResolver
+from fedistream.federation.signing import Signer
+from fedistream.services.keys import ensure_keypair
 from fedistream.settings import (
     DEFAULT_DATA_DIR,
     Settings,
@@ -155,6 +161,26 @@ async def cmd_passwd(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@asynccontextmanager
+async def _actor_directory(db: Database, settings: Settings) -> AsyncIterator[ActorResolver]:
+    """The same signed, SSRF-safe lookups the server uses (for @mentions written in the shell)."""
+    keys = await ensure_keypair(db)
+    signer = Signer(Urls(settings.base_url).key_id, keys.private_pem, threads=1)
+    client = build_http_client(
+        allow_private_networks=settings.allow_private_networks,
+        user_agent=f"fedistream/{fedistream.__version__} (+{settings.base_url}/)",
+    )
+    try:
+        resolver = ActorResolver(
+            db, client, signer, allow_private_networks=settings.allow_private_networks
+        )
+        await resolver.load_known()
+        yield resolver
+    finally:
+        await client.aclose()
+        signer.close()
+
+
 def _read_text(path: Path) -> str:
     """Read a note file (blocking I/O is fine here: the CLI has nothing else running)."""
     return path.read_text("utf-8")
@@ -177,12 +203,14 @@ async def cmd_post(args: argparse.Namespace, settings: Settings) -> int:
     db = await _open(settings)
     try:
         await ensure_owner(db, settings)
-        post = await publish(
-            db,
-            Draft(source=source, title=args.title or "", summary=args.cw or ""),
-            max_chars=settings.max_post_chars,
-            urls=Urls(settings.base_url),
-        )
+        async with _actor_directory(db, settings) as directory:
+            post = await publish(
+                db,
+                Draft(source=source, title=args.title or "", summary=args.cw or ""),
+                max_chars=settings.max_post_chars,
+                urls=Urls(settings.base_url),
+                directory=directory,
+            )
     finally:
         await db.close()
     print(settings.url(f"/p/{post.id}"))
