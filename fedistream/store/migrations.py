@@ -181,4 +181,64 @@ MIGRATIONS: tuple[str, ...] = (
     -- Imports look thoughts up by creation time (re-import guard).
     CREATE INDEX posts_created_at ON posts(created_at);
     """,
+    # 3: conversations and media — interactions with our thoughts, threads of remote replies,
+    # notifications, blocks, pins, attachment details and the cache of remote media.
+    """
+    CREATE TABLE interactions (
+        id TEXT PRIMARY KEY,                -- the Like / Announce / EmojiReact activity id
+        kind TEXT NOT NULL,                 -- like | announce | reaction
+        actor_id TEXT NOT NULL,
+        post_id TEXT NOT NULL REFERENCES posts(id) ON DELETE CASCADE,
+        content TEXT,                       -- the emoji of a reaction
+        emoji_url TEXT,                     -- a custom emoji's image (remote URL)
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX interactions_post ON interactions(post_id, kind);
+    CREATE INDEX interactions_actor ON interactions(actor_id);
+
+    ALTER TABLE remote_posts ADD COLUMN thread_post_id TEXT;  -- our thought this conversation is under
+    ALTER TABLE remote_posts ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE remote_posts ADD COLUMN quote_of TEXT;
+    ALTER TABLE remote_posts ADD COLUMN attachments TEXT;     -- JSON list of attachment details
+    CREATE INDEX remote_posts_thread ON remote_posts(thread_post_id, published);
+    CREATE INDEX remote_posts_reply ON remote_posts(in_reply_to);
+
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,      -- follow | follow_request | like | announce | reaction | reply | mention | quote
+        actor_id TEXT NOT NULL,
+        post_id TEXT,                       -- our thought it is about, if any
+        object_id TEXT NOT NULL DEFAULT '', -- the remote note or activity
+        content TEXT,                       -- a reaction's emoji
+        created_at TEXT NOT NULL,
+        read_at TEXT,
+        UNIQUE (kind, actor_id, object_id)
+    );
+    CREATE INDEX notifications_unread ON notifications(id) WHERE read_at IS NULL;
+
+    CREATE TABLE blocks (
+        target TEXT PRIMARY KEY,            -- an actor id, or a domain (host[:port], lower-case)
+        kind TEXT NOT NULL,                 -- actor | domain
+        created_at TEXT NOT NULL
+    );
+
+    CREATE TABLE pins (
+        post_id TEXT PRIMARY KEY REFERENCES posts(id) ON DELETE CASCADE,
+        pinned_at TEXT NOT NULL
+    );
+
+    ALTER TABLE media ADD COLUMN blurhash TEXT;
+    ALTER TABLE media ADD COLUMN position INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX media_post ON media(post_id, position);
+
+    CREATE TABLE remote_media (
+        url TEXT PRIMARY KEY,               -- the remote URL as peers sent it
+        name TEXT,                          -- file under <data_dir>/media/remote once fetched
+        mime_type TEXT,
+        size INTEGER,
+        state TEXT NOT NULL DEFAULT 'pending',  -- pending | ok | failed
+        error TEXT,
+        fetched_at TEXT
+    );
+    """,
 )
