@@ -154,8 +154,10 @@ def _build_markdown() -> MarkdownIt:
     md.enable(["linkify", "strikethrough"])
     md.inline.ruler.before("emphasis", "hashtag", _hashtag_rule)
     md.inline.ruler.before("emphasis", "mention", _mention_rule)
-    md.add_render_rule("mention_open", lambda self, tokens, idx, options, env: (
-        '<span class="h-card" translate="no">'))
+    md.add_render_rule(
+        "mention_open",
+        lambda self, tokens, idx, options, env: '<span class="h-card" translate="no">',
+    )
     md.add_render_rule("mention_close", lambda self, tokens, idx, options, env: "</span>")
     return md
 

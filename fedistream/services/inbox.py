@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -34,6 +35,18 @@ log = logging.getLogger("fedistream.inbox")
 
 POLL_SECONDS = 2.0
 BATCH = 100
+MAX_TRIES = 3  # unexpected errors on one row before it is marked 'failed'
+
+
+def activity_key(activity: dict[str, Any]) -> str:
+    """The inbox row's key: the activity id, or for an activity without one (GoToSocial's
+    documented Delete, Socialhome's `"id": ""`) a digest of its content, so a replay of it
+    is still recognised and two different ones never collide."""
+    activity_id = activity.get("id")
+    if isinstance(activity_id, str) and activity_id:
+        return activity_id
+    canonical = json.dumps(activity, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return "urn:sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 async def receive(
@@ -42,7 +55,7 @@ async def receive(
     """Store a verified activity for processing. False when it was already received (replay)."""
     return await inbox_store.insert(
         db,
-        str(activity["id"]),
+        activity_key(activity),
         actor_id,
         str(activity.get("type")),
         json.dumps(activity, ensure_ascii=False),
@@ -113,6 +126,14 @@ async def apply(
                 await accept_follower(conn, urls, follow, actor, now)
         case inbound.UndoFollow(actor=actor):
             await follower_store.remove_follower(conn, actor)
+        case inbound.UndoReference(actor=actor, object_id=object_id):
+            # R50: an Undo naming only an id. Mastodon guesses what it was; a Follow we can
+            # tell by the id we stored. Likes and boosts by reference wait for issue 4.
+            cursor = await conn.execute(
+                "DELETE FROM followers WHERE actor_id = ? AND follow_id = ?", (actor, object_id)
+            )
+            if not cursor.rowcount:
+                raise _Ignored("Undo of an activity we do not know by that id")
         case inbound.FollowAccepted(actor=actor, follow_id=follow_id):
             if not await follower_store.set_following_state(
                 conn, actor, follower_store.ACCEPTED, follow_id
@@ -146,7 +167,11 @@ async def apply(
     return "done"
 
 
-async def process_row(db: Database, row: Any, policy: InboxPolicy, now: datetime) -> str:
+async def process_row(
+    db: Database, row: Any, policy: InboxPolicy, now: datetime, *, last_try: bool = True
+) -> str:
+    """Apply one stored row; returns its new state. An unexpected error rolls the effects back
+    and, unless this is the `last_try`, leaves the row 'pending' to be applied again."""
     activity = json.loads(row["json"])
     stamp = to_iso(now)
     try:
@@ -164,7 +189,11 @@ async def process_row(db: Database, row: Any, policy: InboxPolicy, now: datetime
         async with db.transaction() as conn:
             await inbox_store.mark(conn, row["id"], "ignored", str(exc), stamp)
         return "ignored"
-    except Exception as exc:  # a bad row must not stay pending and be retried forever
+    except Exception as exc:
+        if not last_try:  # e.g. the disk was full or the database locked: try again later
+            log.warning("inbox activity %s failed, will retry: %s", row["id"], exc)
+            return "pending"
+        # A row that keeps failing must not stay pending and be retried forever.
         log.warning("inbox activity %s failed: %s", row["id"], exc)
         async with db.transaction() as conn:
             await inbox_store.mark(conn, row["id"], "failed", f"{type(exc).__name__}: {exc}", stamp)
@@ -188,6 +217,9 @@ class InboxProcessor:
         self._now = now
         self._wake = asyncio.Event()
         self._stopping = False
+        # Failed tries per row in this process: a row that raised is tried again on the next
+        # pass (its transaction rolled back, so nothing was half done), at most MAX_TRIES times.
+        self._tries: dict[str, int] = {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -196,7 +228,14 @@ class InboxProcessor:
         rows = await inbox_store.pending(self._db, BATCH)
         changed = False
         for row in rows:
-            state = await process_row(self._db, row, self._policy, self._now())
+            tries = self._tries.get(row["id"], 0) + 1
+            state = await process_row(
+                self._db, row, self._policy, self._now(), last_try=tries >= MAX_TRIES
+            )
+            if state == "pending":
+                self._tries[row["id"]] = tries
+            else:
+                self._tries.pop(row["id"], None)
             changed = changed or state == "done"
         if changed and self._on_change:
             self._on_change()  # e.g. wake the delivery worker for queued Accepts

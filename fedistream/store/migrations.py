@@ -196,7 +196,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX interactions_post ON interactions(post_id, kind);
     CREATE INDEX interactions_actor ON interactions(actor_id);
 
-    ALTER TABLE remote_posts ADD COLUMN thread_post_id TEXT;  -- our thought this conversation is under
+    -- thread_post_id: the thought of ours this conversation hangs under
+    ALTER TABLE remote_posts ADD COLUMN thread_post_id TEXT;
     ALTER TABLE remote_posts ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE remote_posts ADD COLUMN quote_of TEXT;
     ALTER TABLE remote_posts ADD COLUMN attachments TEXT;     -- JSON list of attachment details
@@ -205,7 +206,8 @@ MIGRATIONS: tuple[str, ...] = (
 
     CREATE TABLE notifications (
         id INTEGER PRIMARY KEY,
-        kind TEXT NOT NULL,      -- follow | follow_request | like | announce | reaction | reply | mention | quote
+        -- follow | follow_request | like | announce | reaction | reply | mention | quote
+        kind TEXT NOT NULL,
         actor_id TEXT NOT NULL,
         post_id TEXT,                       -- our thought it is about, if any
         object_id TEXT NOT NULL DEFAULT '', -- the remote note or activity

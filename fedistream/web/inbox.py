@@ -3,8 +3,9 @@
 Order of checks (INTEROP R31): size (413, before reading it all) → content type → signed at all
 (401) → JSON shape (400) → signature syntax, Date window and Digest (400/401) → the signer's key,
 fetched or cached (503 when it cannot be fetched) → verify, with one refetch on failure for key
-rotation (R29) → signer == activity actor (R30) → store (idempotent by id) → 202. Errors are
-`{"error": "…"}` so the peer's operator can see what was wrong.
+rotation (R29) → signer == activity actor (R30) → the actor acts only on its own objects (R30,
+R54; 400) → store (idempotent by id) → 202. Errors are `{"error": "…"}` so the peer's operator
+can see what was wrong; nothing refused is stored.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from fedistream.core import httpsig
+from fedistream.core import httpsig, inbound
 from fedistream.core.as2 import has_as_context, id_of
 from fedistream.core.negotiation import is_acceptable_inbox_content_type
 from fedistream.core.remote_actor import RemoteActor
@@ -65,17 +66,41 @@ def _parse_activity(body: bytes) -> dict[str, Any]:
         activity = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InboxRefusal(400, f"Body is not JSON: {exc}") from exc
+    except RecursionError as exc:  # `[[[[…` a MiB deep: the parser gives up, we must not 500
+        raise InboxRefusal(400, "Body is not JSON we can read: nested too deeply.") from exc
     if not isinstance(activity, dict):
         raise InboxRefusal(400, "Body must be a JSON object (an activity).")
+    try:
+        # A `\ud800` escape parses to a lone surrogate, which no UTF-8 text (nor SQLite) holds.
+        json.dumps(activity, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InboxRefusal(
+            400, "Body is not valid Unicode: it escapes an unpaired UTF-16 surrogate."
+        ) from exc
+    except (RecursionError, ValueError) as exc:
+        raise InboxRefusal(400, "Body is not JSON we can read: nested too deeply.") from exc
     if not has_as_context(activity):
         raise InboxRefusal(
             400, "Unsupported JSON-LD context: the ActivityStreams context is missing."
         )
-    if not isinstance(activity.get("id"), str) or not isinstance(activity.get("type"), str):
-        raise InboxRefusal(400, "The activity needs a string 'id' and 'type'.")
+    if not isinstance(activity.get("type"), str):
+        raise InboxRefusal(400, "The activity needs a string 'type'.")
+    activity_id = activity.get("id")
+    # GoToSocial documents its Delete without an id (core.inbound reads it); we key it by content.
+    if not (isinstance(activity_id, str) and activity_id) and activity["type"] != "Delete":
+        raise InboxRefusal(400, "The activity needs a string 'id'.")
     if not id_of(activity.get("actor")):
         raise InboxRefusal(400, "The activity needs an 'actor'.")
     return activity
+
+
+def _check_meaning(activity: dict[str, Any], our_actor: str) -> None:
+    """R30/R54 beyond the signer: an actor may only create, change or delete its own objects.
+    Checked here (pure, no fetch) so a refused activity is never stored, only answered 400."""
+    try:
+        inbound.classify(activity, our_actor=our_actor)
+    except inbound.BadActivity as exc:
+        raise InboxRefusal(400, f"Activity refused: {exc}.") from exc
 
 
 def _is_unknown_actor_self_delete(activity: dict[str, Any], actor_id: str) -> bool:
@@ -156,6 +181,7 @@ async def inbox(request: Request) -> Response:
             raise InboxRefusal(
                 401, f"The request is signed by {signer.id} but the activity's actor is {actor_id}."
             )
+        _check_meaning(activity, ctx.urls.actor)
     except InboxRefusal as refusal:
         log.info("inbox refused (%s): %s", refusal.status, refusal.message)
         return _refuse(refusal.status, refusal.message)
