@@ -22,6 +22,7 @@ from fedistream.core.urls import Urls
 from fedistream.errors import FedistreamError
 from fedistream.federation.delivery import DeliveryWorker
 from fedistream.federation.http import build_http_client
+from fedistream.federation.media_fetch import MediaFetcher
 from fedistream.federation.resolver import ActorResolver
 from fedistream.federation.signing import Signer
 from fedistream.services import follows, owner
@@ -29,7 +30,17 @@ from fedistream.services.inbox import InboxPolicy, InboxProcessor
 from fedistream.services.keys import ensure_keypair
 from fedistream.settings import Settings
 from fedistream.store.db import Database
-from fedistream.web import activitypub, admin, admin_federation, feeds, inbox, public, wellknown
+from fedistream.web import (
+    activitypub,
+    admin,
+    admin_conversations,
+    admin_federation,
+    admin_moderation,
+    feeds,
+    inbox,
+    public,
+    wellknown,
+)
 from fedistream.web.context import WebContext
 from fedistream.web.errors import on_app_error, on_http_error, on_login_required, on_unexpected
 from fedistream.web.negotiation import negotiated
@@ -55,6 +66,8 @@ def _routes() -> list[BaseRoute]:
         *feeds.routes,
         *admin.routes,
         *admin_federation.routes,
+        *admin_moderation.routes,
+        *admin_conversations.routes,
     ]
 
 
@@ -84,10 +97,16 @@ def build_app(settings: Settings) -> Starlette:
                 await follows.forget_follower(db, actor_id)
 
             worker = DeliveryWorker(db, client, signer, on_gone=follower_gone)
+            media_fetcher = MediaFetcher(db, client, settings.media_dir)
+
+            def inbox_changed() -> None:
+                worker.wake()  # queued Accepts
+                media_fetcher.wake()  # images of stored notes, new avatars
+
             processor = InboxProcessor(
                 db,
                 InboxPolicy(urls, settings.manually_approves_followers),
-                on_change=worker.wake,
+                on_change=inbox_changed,
             )
             app.state.ctx = WebContext(
                 settings=settings,
@@ -101,11 +120,13 @@ def build_app(settings: Settings) -> Starlette:
             tasks = [
                 asyncio.create_task(worker.run(), name="delivery-worker"),
                 asyncio.create_task(processor.run(), name="inbox-processor"),
+                asyncio.create_task(media_fetcher.run(), name="media-fetcher"),
             ]
             try:
                 yield
             finally:
                 processor.stop()
+                media_fetcher.stop()
                 await worker.stop()
                 for task in tasks:
                     task.cancel()

@@ -226,10 +226,23 @@ def hashtag(urls: Urls, tag: str) -> dict[str, str]:
     return {"type": "Hashtag", "href": urls.tag(tag), "name": "#" + tag}
 
 
+@dataclass(frozen=True, slots=True)
+class NoteCounts:
+    """How many likes and boosts a thought has: the Note's `likes`/`shares` totals (R54)."""
+
+    likes: int = 0
+    shares: int = 0
+
+
 def note_object(
-    urls: Urls, post: Post, *, attachments: Sequence[Attachment] = ()
+    urls: Urls,
+    post: Post,
+    *,
+    attachments: Sequence[Attachment] = (),
+    counts: NoteCounts | None = None,
 ) -> dict[str, Any]:
-    """A live thought as a Note (R54–R60), with its own `@context` so it can be served alone."""
+    """A live thought as a Note (R54–R60), with its own `@context` so it can be served alone.
+    With `counts`, it carries `likes`/`shares` collections with their totals, as Mastodon's do."""
     if post.is_deleted:
         raise ValueError(f"thought {post.id} is deleted: serve a Tombstone instead")
     content = _absolute_links(urls, post.html)
@@ -279,6 +292,11 @@ def note_object(
     if post.updated_at is not None:
         # Without `updated` Mastodon ignores an edit's text (R61).
         note["updated"] = to_iso(post.updated_at)
+    if counts is not None:
+        note["likes"] = {"id": note_id + "/likes", "type": "Collection", "totalItems": counts.likes}
+        note["shares"] = {
+            "id": note_id + "/shares", "type": "Collection", "totalItems": counts.shares,
+        }  # fmt: skip
     return note
 
 
@@ -407,6 +425,77 @@ def undo_activity(urls: Urls, inner: dict[str, Any], token: str) -> dict[str, An
         if key in inner:
             undo[key] = inner[key]
     return undo
+
+
+def block_activity(urls: Urls, target_actor_id: str, token: str) -> dict[str, Any]:
+    """The owner blocks an actor (R70). Mastodon sends this so the blocked account's server
+    drops its follows and hides us from them; it is addressed to that actor alone."""
+    return {
+        "@context": AS_CONTEXT,
+        "id": f"{urls.base}/#blocks/{token}",
+        "type": "Block",
+        "actor": urls.actor,
+        "object": target_actor_id,
+        "to": [target_actor_id],
+    }
+
+
+# --- the owner's likes and boosts of other servers' posts -------------------------------------
+
+
+def like_activity(urls: Urls, object_id: str, token: str) -> dict[str, Any]:
+    """A favourite, as Mastodon sends one (R66): addressed by delivery to the author alone."""
+    return {
+        "@context": AS_CONTEXT,
+        "id": f"{urls.base}/#likes/{token}",
+        "type": "Like",
+        "actor": urls.actor,
+        "object": object_id,
+    }
+
+
+def announce_activity(
+    urls: Urls, object_id: str, author_id: str, token: str, now: datetime
+) -> dict[str, Any]:
+    """A boost (R67): public, with the author and our followers in `cc`."""
+    return {
+        "@context": AS_CONTEXT,
+        "id": f"{urls.base}/#announces/{token}",
+        "type": "Announce",
+        "actor": urls.actor,
+        "published": to_iso(now),
+        "to": [PUBLIC],
+        "cc": [author_id, urls.followers],
+        "object": object_id,
+    }
+
+
+# --- pinned thoughts (the `featured` collection, R86) ------------------------------------------
+
+
+def _featured_change(kind: str, urls: Urls, post_id: str, token: str) -> dict[str, Any]:
+    # Mastodon's Add/Remove name the Note by id and the collection as `target`; peers then
+    # update their copy of our featured collection without refetching it.
+    return {
+        "@context": AS_CONTEXT,
+        "id": f"{urls.post(post_id)}#{kind.lower()}/{token}",
+        "type": kind,
+        "actor": urls.actor,
+        "to": [PUBLIC],
+        "cc": [urls.followers],
+        "object": urls.post(post_id),
+        "target": urls.featured,
+    }
+
+
+def add_featured_activity(urls: Urls, post_id: str, token: str) -> dict[str, Any]:
+    """A thought was pinned: `Add{object: Note id, target: featured}`."""
+    return _featured_change("Add", urls, post_id, token)
+
+
+def remove_featured_activity(urls: Urls, post_id: str, token: str) -> dict[str, Any]:
+    """A thought was unpinned: `Remove{object: Note id, target: featured}`."""
+    return _featured_change("Remove", urls, post_id, token)
 
 
 # --- collections --------------------------------------------------------------------------------

@@ -181,7 +181,8 @@ def _object_id(activity: dict[str, Any]) -> str:
 
 
 def _is_post(obj: Any) -> bool:
-    return isinstance(obj, dict) and any(kind in NOTE_TYPES for kind in as_list(obj.get("type")))
+    kinds = as_list(obj.get("type")) if isinstance(obj, dict) else []
+    return any(isinstance(kind, str) and kind in NOTE_TYPES for kind in kinds)
 
 
 def _reaction(activity: dict[str, Any]) -> str | None:

@@ -24,6 +24,7 @@ from fedistream.core.remote_actor import parse_actor
 from fedistream.core.sanitize import sanitize_remote_html
 from fedistream.core.timefmt import to_iso
 from fedistream.core.urls import Urls
+from fedistream.services import conversations, moderation, remote_media
 from fedistream.services.follows import UnknownActor, accept_follower
 from fedistream.store import actors as actor_store
 from fedistream.store import followers as follower_store
@@ -100,6 +101,7 @@ async def _store_note(conn: aiosqlite.Connection, note: Any, raw: dict[str, Any]
         json_text=json.dumps(raw, ensure_ascii=False),
         now=now,
     )
+    await remote_media.note_stored(conn, note)  # its images and author's avatar get fetched
 
 
 async def apply(
@@ -124,42 +126,57 @@ async def apply(
             await follower_store.upsert_follower(conn, actor, follow_id, state, stamp)
             if state == follower_store.ACCEPTED or (existing and existing[0] == "accepted"):
                 await accept_follower(conn, urls, follow, actor, now)
+            if existing is None:  # a re-Follow (R48) is not news
+                pending = state == follower_store.PENDING
+                await conversations.follow_noticed(conn, actor, follow_id, pending=pending, now=now)
         case inbound.UndoFollow(actor=actor):
             await follower_store.remove_follower(conn, actor)
         case inbound.UndoReference(actor=actor, object_id=object_id):
-            # R50: an Undo naming only an id. Mastodon guesses what it was; a Follow we can
-            # tell by the id we stored. Likes and boosts by reference wait for issue 4.
+            # R50: an Undo naming only an id. Mastodon guesses what it was; a Follow, like or
+            # boost we can tell by the id we stored.
             cursor = await conn.execute(
                 "DELETE FROM followers WHERE actor_id = ? AND follow_id = ?", (actor, object_id)
             )
-            if not cursor.rowcount:
+            if not cursor.rowcount and not await conversations.undo_reference(
+                conn, actor, object_id
+            ):
                 raise _Ignored("Undo of an activity we do not know by that id")
         case inbound.FollowAccepted(actor=actor, follow_id=follow_id):
             if not await follower_store.set_following_state(
                 conn, actor, follower_store.ACCEPTED, follow_id
             ):
                 raise _Ignored("Accept for a Follow we did not send")
-        case inbound.FollowRejected(actor=actor, follow_id=follow_id):
-            await follower_store.remove_following(conn, actor)
-            # A Reject may also remove us from their followers (R49): nothing else to undo.
-            del follow_id
+        case inbound.FollowRejected(actor=actor):
+            # A refused request, or they removed us as a follower (R49): either way, we no
+            # longer follow them. Matched by actor, as Mastodon does when the id differs.
+            if not await follower_store.remove_following(conn, actor):
+                raise _Ignored("Reject for a Follow we did not send")
         case inbound.DeleteActor(actor=actor):
             await follower_store.remove_follower(conn, actor)
             await follower_store.remove_following(conn, actor)
             await remote_posts.delete_by_actor(conn, actor)
+            await conversations.forget_actor(conn, actor)
             await actor_store.delete(conn, actor)
         case inbound.DeleteObject(actor=actor, object_id=object_id):
             if not await remote_posts.delete(conn, object_id, actor):
                 raise _Ignored("Delete of an object we do not have")
+            await conversations.note_deleted(conn, actor, object_id)
         case inbound.UpdateActor(actor=actor, document=document):
             parsed = parse_actor(document)
             if parsed.id != actor:
                 raise _Ignored("Update of another actor")
             await actor_store.upsert(conn, parsed, document, now)
         case inbound.CreateNote(note=note) | inbound.UpdateNote(note=note):
-            if not await _is_relevant_note(conn, note, urls):
+            placement = await conversations.place(conn, urls, note)
+            if not placement.related and not await _is_relevant_note(conn, note, urls):
                 raise _Ignored("note from an account the owner does not follow")
             await _store_note(conn, note, activity.get("object", {}), stamp)
+            await conversations.note_stored(conn, urls, note, placement, now)
+        case (
+            inbound.Like() | inbound.UndoLike() | inbound.Announce() | inbound.UndoAnnounce()
+            | inbound.EmojiReact() | inbound.UndoEmojiReact()
+        ):  # fmt: skip
+            await conversations.apply_interaction(conn, command, activity, urls, now)
         case inbound.Ignore(reason=reason):
             raise _Ignored(reason)
         case _:
@@ -176,16 +193,22 @@ async def process_row(
     stamp = to_iso(now)
     try:
         command = inbound.classify(activity, our_actor=policy.urls.actor)
-    except inbound.BadActivity as exc:
+    except Exception as exc:  # pure and deterministic: trying again would fail again
+        reason = (
+            str(exc) if isinstance(exc, inbound.BadActivity) else f"{type(exc).__name__}: {exc}"
+        )
         async with db.transaction() as conn:
-            await inbox_store.mark(conn, row["id"], "failed", str(exc), stamp)
+            await inbox_store.mark(conn, row["id"], "failed", reason, stamp)
         return "failed"
     try:
         async with db.transaction() as conn:
+            # Received just before the owner blocked them: the block wins.
+            if await moderation.is_blocked_in(conn, row["actor_id"]):
+                raise _Ignored("the actor is blocked")
             state = await apply(conn, command, activity, policy, now)
             await inbox_store.mark(conn, row["id"], state, None, stamp)
         return state
-    except (_Ignored, UnknownActor) as exc:
+    except (_Ignored, UnknownActor, conversations.Unrelated) as exc:
         async with db.transaction() as conn:
             await inbox_store.mark(conn, row["id"], "ignored", str(exc), stamp)
         return "ignored"

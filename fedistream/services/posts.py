@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -17,10 +18,12 @@ from fedistream.core.render import render_markdown
 from fedistream.core.timefmt import to_iso
 from fedistream.core.urls import Urls
 from fedistream.errors import BadInput, FedistreamError, Gone, NotFound
-from fedistream.services import outbox
+from fedistream.services import attachments as attachment_service
+from fedistream.services import moderation, outbox
 from fedistream.services.follows import UnknownActor, actor_inbox
 from fedistream.services.ports import ActorDirectory
 from fedistream.store import meta
+from fedistream.store import pins as pin_store
 from fedistream.store import posts as post_store
 from fedistream.store.db import Database
 
@@ -105,10 +108,21 @@ async def _mention_targets(conn: aiosqlite.Connection, post: Post) -> list[tuple
     """Personal inboxes of the mentioned accounts (cached when they were resolved)."""
     targets: list[tuple[str, str | None]] = []
     for mention in post.mentions:
+        if await moderation.is_blocked_in(conn, mention.actor_id):
+            continue  # the owner blocked them: a mention stays a link, nothing is delivered
         try:
             targets.append((await actor_inbox(conn, mention.actor_id), mention.actor_id))
         except UnknownActor:
             continue
+    if post.in_reply_to:
+        # A reply also goes to the author of the post it answers, mentioned or not.
+        cursor = await conn.execute(
+            "SELECT actor_id FROM remote_posts WHERE id = ?", (post.in_reply_to,)
+        )
+        row = await cursor.fetchone()
+        if row and not await moderation.is_blocked_in(conn, row[0]):
+            with contextlib.suppress(UnknownActor):
+                targets.append((await actor_inbox(conn, row[0]), row[0]))
     return targets
 
 
@@ -120,19 +134,28 @@ async def publish(
     now: datetime | None = None,
     urls: Urls | None = None,
     directory: ActorDirectory | None = None,
+    attachments: Sequence[attachment_service.ImageAttachment] = (),
+    in_reply_to: str | None = None,
 ) -> Post:
     """Store a new thought. With `urls`, its Create is queued for every follower (and mentioned
     account) in the same transaction; imports pass no urls, so old thoughts are not pushed into
-    timelines."""
+    timelines. `attachments`: stored images (services.attachments.resolve), in order.
+    `in_reply_to`: the Note it answers (the owner's reply; its author is delivered to too)."""
     clean = validate(draft, max_chars)
     created = now or datetime.now(UTC)
     mentions = await resolve_mentions(clean.source, directory)
     post = build_post(clean, new_post_id(created), created, mentions)
+    if in_reply_to:
+        post = replace(post, in_reply_to=in_reply_to)
     async with db.transaction() as conn:
         await post_store.insert_post(conn, post)
+        await attachment_service.attach(conn, post.id, attachments)
         await meta.bump_stream_version(conn)
         if urls is not None:
-            create = activitypub.create_activity(urls, activitypub.note_object(urls, post))
+            note = activitypub.note_object(
+                urls, post, attachments=attachment_service.note_attachments(urls, attachments)
+            )
+            create = activitypub.create_activity(urls, note)
             await outbox.emit_to_followers(
                 conn, create, post_id=post.id, now=created,
                 extra=await _mention_targets(conn, post),
@@ -158,17 +181,30 @@ async def edit(
     now: datetime | None = None,
     urls: Urls | None = None,
     directory: ActorDirectory | None = None,
+    attachments: Sequence[attachment_service.ImageAttachment] | None = None,
 ) -> Post:
+    """`attachments`: the thought's images after the edit, in order; None keeps them as they are
+    (the Update still carries them: a Note without them would drop them on Mastodon)."""
     current = await get_live(db, post_id)
     clean = validate(draft, max_chars)
+    if attachments is None:
+        attachments = await attachment_service.for_post(db, post_id)
     when = now or datetime.now(UTC)
     mentions = await resolve_mentions(clean.source, directory)
-    edited = replace(build_post(clean, current.id, current.created_at, mentions), updated_at=when)
+    edited = replace(
+        build_post(clean, current.id, current.created_at, mentions),
+        updated_at=when,
+        in_reply_to=current.in_reply_to,  # an edited reply still answers the same note
+    )
     async with db.transaction() as conn:
         await post_store.update_post(conn, edited)
+        await attachment_service.attach(conn, edited.id, attachments)
         await meta.bump_stream_version(conn)
         if urls is not None:
-            update = activitypub.update_activity(urls, activitypub.note_object(urls, edited), when)
+            note = activitypub.note_object(
+                urls, edited, attachments=attachment_service.note_attachments(urls, attachments)
+            )
+            update = activitypub.update_activity(urls, note, when)
             # Accounts mentioned before or after the edit both need to see it.
             audience = replace(edited, mentions=(*current.mentions, *edited.mentions))
             await outbox.emit_to_followers(
@@ -185,6 +221,8 @@ async def delete(
     when = now or datetime.now(UTC)
     async with db.transaction() as conn:
         await post_store.mark_deleted(conn, post_id, to_iso(when))
+        await attachment_service.attach(conn, post_id, [])  # its images go with it
+        await pin_store.remove(conn, post_id)  # a soft delete: ON DELETE CASCADE never fires
         await meta.bump_stream_version(conn)
         if urls is not None:
             delete_activity = activitypub.delete_activity(urls, post_id, when)

@@ -243,4 +243,17 @@ MIGRATIONS: tuple[str, ...] = (
         fetched_at TEXT
     );
     """,
+    # 4: conversations — the owner's replies are found by the note they answer; what the owner
+    # liked or boosted on other servers (so the UI can show it and send the Undo).
+    """
+    CREATE INDEX posts_in_reply_to ON posts(in_reply_to) WHERE in_reply_to IS NOT NULL;
+
+    CREATE TABLE own_interactions (
+        object_id TEXT NOT NULL,            -- the remote note
+        kind TEXT NOT NULL,                 -- like | announce
+        activity_id TEXT NOT NULL,          -- our Like / Announce (kept in `activities`)
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (object_id, kind)
+    ) WITHOUT ROWID;
+    """,
 )

@@ -146,26 +146,33 @@ async def get_post(db: Database, post_id: str) -> Post | None:
     return (await _posts_with_tags(db, [row]))[0]
 
 
-async def latest_page(db: Database, before: str | None, limit: int) -> Page:
-    """Newest live thoughts, `limit` per page, older than the `before` cursor when given."""
+async def latest_page(
+    db: Database, before: str | None, limit: int, *, with_replies: bool = True
+) -> Page:
+    """Newest live thoughts, `limit` per page, older than the `before` cursor when given.
+    `with_replies=False` leaves out the owner's replies (they show in their threads instead);
+    the page still walks `posts_live_id` in id order, filtering as it goes."""
+    replies = "" if with_replies else "AND in_reply_to IS NULL "
     if before:
         rows = await db.fetchall(
-            f"SELECT {_COLUMNS} FROM posts WHERE deleted_at IS NULL AND id < ? "
+            f"SELECT {_COLUMNS} FROM posts WHERE deleted_at IS NULL {replies}AND id < ? "
             "ORDER BY id DESC LIMIT ?",
             (before, limit + 1),
         )
     else:
         rows = await db.fetchall(
-            f"SELECT {_COLUMNS} FROM posts WHERE deleted_at IS NULL ORDER BY id DESC LIMIT ?",
+            f"SELECT {_COLUMNS} FROM posts WHERE deleted_at IS NULL {replies}"
+            "ORDER BY id DESC LIMIT ?",
             (limit + 1,),
         )
     return await _page(db, rows, limit)
 
 
 async def tag_page(db: Database, tag: str, before: str | None, limit: int) -> Page:
+    """Live top-level thoughts with `tag` (the owner's replies stay in their threads)."""
     rows = await db.fetchall(
         f"SELECT {_P_COLUMNS} FROM post_tags t JOIN posts p ON p.id = t.post_id "
-        "WHERE t.tag = ? AND t.post_id < ? AND p.deleted_at IS NULL "
+        "WHERE t.tag = ? AND t.post_id < ? AND p.deleted_at IS NULL AND p.in_reply_to IS NULL "
         "ORDER BY t.post_id DESC LIMIT ?",
         (tag, before or "\uffff", limit + 1),
     )

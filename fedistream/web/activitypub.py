@@ -19,10 +19,14 @@ from fedistream.core.ids import looks_like_id
 from fedistream.core.negotiation import AS2_CONTENT_TYPE
 from fedistream.errors import BadInput, NotFound
 from fedistream.services import actor as actor_service
+from fedistream.services import attachments as attachment_service
+from fedistream.services import conversations
+from fedistream.services import pins as pin_service
 from fedistream.services import posts as post_service
 from fedistream.store import followers as follower_store
+from fedistream.store import interactions as interaction_store
 from fedistream.store import posts as post_store
-from fedistream.web.context import context
+from fedistream.web.context import WebContext, context
 
 OUTBOX_PAGE_SIZE = 20
 ACTORS_PAGE_SIZE = 40
@@ -43,6 +47,18 @@ async def actor(request: Request) -> Response:
     return as2_response(document, max_age=180)
 
 
+async def _note_counts(ctx: WebContext, post_ids: list[str]) -> dict[str, activitypub.NoteCounts]:
+    """`likes`/`shares` totals for Notes, one query for all of them. Reactions count as likes,
+    as Mastodon counts a Misskey reaction as a favourite (R68)."""
+    found = await interaction_store.counts_for(ctx.db, post_ids)
+    return {
+        post_id: activitypub.NoteCounts(
+            likes=c.likes + sum(r.count for r in c.reactions), shares=c.boosts
+        )
+        for post_id, c in found.items()
+    }
+
+
 async def note(request: Request) -> Response:
     ctx = context(request)
     post_id = request.path_params["post_id"]
@@ -52,7 +68,13 @@ async def note(request: Request) -> Response:
     if post.is_deleted:
         assert post.deleted_at is not None
         return as2_response(activitypub.tombstone(ctx.urls, post.id, post.deleted_at), status=410)
-    return as2_response(activitypub.note_object(ctx.urls, post))
+    documents = await attachment_service.documents_for(ctx.db, ctx.urls, [post.id])
+    counts = (await _note_counts(ctx, [post.id])).get(post.id, activitypub.NoteCounts())
+    return as2_response(
+        activitypub.note_object(
+            ctx.urls, post, attachments=documents.get(post.id, ()), counts=counts
+        )
+    )
 
 
 async def create_activity(request: Request) -> Response:
@@ -64,9 +86,12 @@ async def create_activity(request: Request) -> Response:
     if post.is_deleted:
         assert post.deleted_at is not None
         return as2_response(activitypub.tombstone(ctx.urls, post.id, post.deleted_at), status=410)
-    return as2_response(
-        activitypub.create_activity(ctx.urls, activitypub.note_object(ctx.urls, post))
+    documents = await attachment_service.documents_for(ctx.db, ctx.urls, [post.id])
+    counts = (await _note_counts(ctx, [post.id])).get(post.id, activitypub.NoteCounts())
+    note = activitypub.note_object(
+        ctx.urls, post, attachments=documents.get(post.id, ()), counts=counts
     )
+    return as2_response(activitypub.create_activity(ctx.urls, note))
 
 
 async def outbox(request: Request) -> Response:
@@ -88,9 +113,18 @@ async def outbox(request: Request) -> Response:
     if max_id and not looks_like_id(max_id):
         raise BadInput("max_id must be the id of a thought.")
     page = await post_store.latest_page(ctx.db, max_id, OUTBOX_PAGE_SIZE)
+    documents = await attachment_service.documents_for(ctx.db, urls, [p.id for p in page.posts])
+    counts = await _note_counts(ctx, [p.id for p in page.posts])
     items = [
-        activitypub.create_activity(urls, activitypub.note_object(urls, p)) for p in page.posts
-    ]
+        activitypub.create_activity(
+            urls,
+            activitypub.note_object(
+                urls, p, attachments=documents.get(p.id, ()),
+                counts=counts.get(p.id, activitypub.NoteCounts()),
+            ),
+        )
+        for p in page.posts
+    ]  # fmt: skip
     page_id = urls.outbox + "?page=true" + (f"&max_id={max_id}" if max_id else "")
     return as2_response(
         activitypub.ordered_collection_page(
@@ -141,8 +175,14 @@ async def following(request: Request) -> Response:
 
 
 async def featured(request: Request) -> Response:
-    # Pinned thoughts arrive with the conversations work (issue 4); until then none are pinned.
-    return as2_response(activitypub.featured_collection(context(request).urls, []))
+    """Pinned thoughts as full Notes, newest pin first (R86: no paging)."""
+    ctx = context(request)
+    pinned = await pin_service.pinned_posts(ctx.db)
+    documents = await attachment_service.documents_for(ctx.db, ctx.urls, [p.id for p in pinned])
+    notes = [
+        activitypub.note_object(ctx.urls, p, attachments=documents.get(p.id, ())) for p in pinned
+    ]
+    return as2_response(activitypub.featured_collection(ctx.urls, notes))
 
 
 async def featured_tags(request: Request) -> Response:
@@ -150,14 +190,16 @@ async def featured_tags(request: Request) -> Response:
 
 
 async def replies(request: Request) -> Response:
-    """The Note's `replies` collection (R60). Replies are stored with the conversations work
-    (issue 4); until then the collection is honestly empty."""
+    """The Note's `replies` collection in Mastodon's shape (R60): the first page lists the
+    owner's own replies, `?only_other_accounts=true&page=true` the others' that are shown on
+    the public page (direct replies only, as Mastodon lists them)."""
     ctx = context(request)
     post_id = request.path_params["post_id"]
     if not looks_like_id(post_id):
         raise NotFound("No thought has this address.")
     await post_service.get_live(ctx.db, post_id)
     collection_id = ctx.urls.replies(post_id)
+    own, others = await conversations.replies_collection(ctx.db, ctx.urls, post_id)
     if "page" not in request.query_params:
         return as2_response(
             {
@@ -168,24 +210,54 @@ async def replies(request: Request) -> Response:
                     "type": "CollectionPage",
                     "next": collection_id + "?only_other_accounts=true&page=true",
                     "partOf": collection_id,
-                    "items": [],
+                    "items": own,
                 },
             }
         )
+    only_others = request.query_params.get("only_other_accounts") == "true"
     return as2_response(
         {
             "@context": "https://www.w3.org/ns/activitystreams",
             "id": f"{collection_id}?{request.url.query}",
             "type": "CollectionPage",
             "partOf": collection_id,
-            "items": [],
+            "items": others if only_others else own,
         }
     )
+
+
+async def _interaction_total(request: Request, *, shares: bool) -> Response:
+    """`/p/{id}/likes` and `/p/{id}/shares`: the totals only, as Mastodon serves them."""
+    ctx = context(request)
+    post_id = request.path_params["post_id"]
+    if not looks_like_id(post_id):
+        raise NotFound("No thought has this address.")
+    await post_service.get_live(ctx.db, post_id)
+    counts = (await _note_counts(ctx, [post_id])).get(post_id, activitypub.NoteCounts())
+    note_id = ctx.urls.post(post_id)
+    return as2_response(
+        {
+            "@context": "https://www.w3.org/ns/activitystreams",
+            "id": note_id + ("/shares" if shares else "/likes"),
+            "type": "Collection",
+            "totalItems": counts.shares if shares else counts.likes,
+        }
+    )
+
+
+async def likes(request: Request) -> Response:
+    return await _interaction_total(request, shares=False)
+
+
+async def shares(request: Request) -> Response:
+    return await _interaction_total(request, shares=True)
 
 
 routes = [
     Route("/p/{post_id}/activity", create_activity, methods=["GET", "HEAD"]),
     Route("/p/{post_id}/replies", replies, methods=["GET", "HEAD"]),
+    Route("/p/{post_id}/likes", likes, methods=["GET", "HEAD"]),
+    Route("/p/{post_id}/shares", shares, methods=["GET", "HEAD"]),
     Route("/outbox", outbox, methods=["GET", "HEAD"]),
     Route("/followers", followers, methods=["GET", "HEAD"]),
     Route("/following", following, methods=["GET", "HEAD"]),

@@ -18,13 +18,17 @@ from starlette.routing import Route
 
 from fedistream.core.ids import looks_like_id
 from fedistream.core.render import render_markdown
-from fedistream.errors import BadInput, NotFound, TooManyRequests
+from fedistream.errors import BadInput, NotFound, PayloadTooLarge, TooManyRequests
 from fedistream.services import actor as actor_service
+from fedistream.services import attachments as attachment_service
 from fedistream.services import media as media_service
 from fedistream.services import owner
+from fedistream.services import pins as pin_service
 from fedistream.services import posts as post_service
 from fedistream.services.posts import Draft
+from fedistream.store import notifications as notification_store
 from fedistream.store import posts as post_store
+from fedistream.web import composer
 from fedistream.web.context import context
 from fedistream.web.public import site_context
 from fedistream.web.security import (
@@ -50,6 +54,9 @@ NOTICES = {
     "removed": "Follower removed.",
     "followed": "Follow request sent.",
     "unfollowed": "Unfollowed.",
+    "pinned": "Pinned: it now leads your stream.",
+    "unpinned": "Unpinned.",
+    "blocked": "Blocked.",
 }
 
 
@@ -156,11 +163,17 @@ async def logout(request: Request) -> Response:
 # --- compose, edit, delete -------------------------------------------------------------------
 
 
+async def unread_notifications(request: Request) -> int:
+    """The header's badge: one count over a partial index, cheap on every admin page."""
+    return await notification_store.unread_count(context(request).db)
+
+
 async def admin_context(request: Request, session: OwnerSession) -> dict[str, Any]:
     return {
         **await site_context(request),
         "csrf": session.csrf_token,
         "notice": NOTICES.get(request.query_params.get("done", ""), ""),
+        "unread_notifications": await unread_notifications(request),
     }
 
 
@@ -179,6 +192,7 @@ async def dashboard(
     error: str = "",
     preview: str = "",
     status: int = 200,
+    media: dict[str, Any] | None = None,
 ) -> Response:
     ctx = context(request)
     session = await require_owner(request)
@@ -192,9 +206,11 @@ async def dashboard(
         {
             **await admin_context(request, session),
             "page": page,
+            "pinned_ids": await pin_service.pinned_ids(ctx.db),
             "draft": draft or Draft(""),
             "error": error,
             "preview": preview,
+            **(media or composer.composer_context([], warn=False)),
         },
         status_code=status,
     )
@@ -208,12 +224,43 @@ def _preview_html(draft: Draft) -> str:
     return render_markdown(draft.source).html if draft.source.strip() else ""
 
 
+async def _compose_form(request: Request) -> tuple[OwnerSession, FormData]:
+    """The composer's multipart form (text and up to four images), CSRF checked."""
+    session = await require_owner(request)
+    if composer.too_large(request, context(request).settings):
+        raise PayloadTooLarge(
+            "The form is larger than four images within the upload limit: nothing was saved."
+        )
+    form = await composer.read_form(request)
+    check_csrf(session.csrf_token, form.get("csrf"))
+    return session, form
+
+
+def _wants_warning(action: object, images: list[attachment_service.ImageAttachment] | None) -> bool:
+    """Publishing with an image that has no alt text stops once on the warning; the owner can
+    then publish as it is (a decorative image needs none) with the `*_without_alt` button."""
+    if not images or not attachment_service.missing_alt(images):
+        return False
+    return not (isinstance(action, str) and action.endswith(composer.WITHOUT_ALT))
+
+
 async def create_post(request: Request) -> Response:
     ctx = context(request)
-    _session, form = await owner_form(request)
+    try:
+        _session, form = await _compose_form(request)
+    except BadInput as exc:  # unreadable or oversized: the form could not be read at all
+        return await dashboard(request, error=exc.public_message, status=exc.status)
     draft = _draft_from(form)
-    if form.get("action") == "preview":
-        return await dashboard(request, draft=draft, preview=_preview_html(draft))
+    images, refused = await composer.images_from(ctx.db, ctx.settings, form)
+    if refused is not None:
+        media = composer.composer_context(images or [], warn=False)
+        return await dashboard(
+            request, draft=draft, error=refused.public_message, status=refused.status, media=media
+        )
+    action = form.get("action")
+    if action == "preview" or _wants_warning(action, images):
+        media = composer.composer_context(images or [], warn=True)
+        return await dashboard(request, draft=draft, preview=_preview_html(draft), media=media)
     try:
         post = await post_service.publish(
             ctx.db,
@@ -221,10 +268,15 @@ async def create_post(request: Request) -> Response:
             max_chars=ctx.settings.max_post_chars,
             urls=ctx.urls,
             directory=ctx.directory,
+            attachments=images or (),
         )
     except BadInput as exc:
-        return await dashboard(request, draft=draft, error=exc.public_message, status=400)
+        media = composer.composer_context(images or [], warn=False)
+        return await dashboard(
+            request, draft=draft, error=exc.public_message, status=400, media=media
+        )
     ctx.wake_delivery()
+    await attachment_service.prune_abandoned(ctx.db, ctx.settings, post.created_at)
     return RedirectResponse(f"/p/{post.id}", status_code=303)
 
 
@@ -243,17 +295,23 @@ async def _edit_page(
     error: str = "",
     preview: str = "",
     status: int = 200,
+    media: dict[str, Any] | None = None,
 ) -> Response:
     post = await _post_for_edit(request)
+    if media is None:
+        images = await attachment_service.for_post(context(request).db, post.id)
+        media = composer.composer_context(images, warn=False)
     return render(
         request,
         "admin/edit.html",
         {
             **await admin_context(request, session),
             "post": post,
+            "pinned_ids": await pin_service.pinned_ids(context(request).db),
             "draft": draft,
             "error": error,
             "preview": preview,
+            **media,
         },
         status_code=status,
     )
@@ -268,11 +326,22 @@ async def edit_form(request: Request) -> Response:
 
 async def edit_post(request: Request) -> Response:
     ctx = context(request)
-    session, form = await owner_form(request)
+    session, form = await _compose_form(request)
     post = await _post_for_edit(request)
     draft = _draft_from(form)
-    if form.get("action") == "preview":
-        return await _edit_page(request, session, draft, preview=_preview_html(draft))
+    images, refused = await composer.images_from(ctx.db, ctx.settings, form, post_id=post.id)
+    if refused is not None:
+        media = composer.composer_context(images or [], warn=False)
+        return await _edit_page(
+            request, session, draft, error=refused.public_message, status=refused.status,
+            media=media,
+        )  # fmt: skip
+    action = form.get("action")
+    if action == "preview" or _wants_warning(action, images):
+        shown = images if images is not None else await attachment_service.for_post(ctx.db, post.id)
+        media = composer.composer_context(shown, warn=True)
+        return await _edit_page(request, session, draft, preview=_preview_html(draft), media=media)
+    before = await attachment_service.for_post(ctx.db, post.id)
     try:
         await post_service.edit(
             ctx.db,
@@ -281,10 +350,18 @@ async def edit_post(request: Request) -> Response:
             max_chars=ctx.settings.max_post_chars,
             urls=ctx.urls,
             directory=ctx.directory,
+            attachments=images,
         )
     except BadInput as exc:
-        return await _edit_page(request, session, draft, error=exc.public_message, status=400)
+        form_media = None if images is None else composer.composer_context(images, warn=False)
+        return await _edit_page(
+            request, session, draft, error=exc.public_message, status=400, media=form_media
+        )
     ctx.wake_delivery()
+    if images is not None:  # images the owner removed: their files go now
+        kept = {image.name for image in images}
+        removed = [image.name for image in before if image.name not in kept]
+        await attachment_service.discard(ctx.db, ctx.settings, removed)
     return RedirectResponse(f"/p/{post.id}", status_code=303)
 
 
@@ -300,8 +377,10 @@ async def delete_post(request: Request) -> Response:
     ctx = context(request)
     _session, _form = await owner_form(request)
     post = await _post_for_edit(request)
+    images = await attachment_service.for_post(ctx.db, post.id)
     await post_service.delete(ctx.db, post.id, urls=ctx.urls)
     ctx.wake_delivery()
+    await attachment_service.discard(ctx.db, ctx.settings, [image.name for image in images])
     return RedirectResponse("/admin?done=deleted", status_code=303)
 
 

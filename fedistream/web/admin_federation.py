@@ -13,6 +13,7 @@ from fedistream.services import follows
 from fedistream.services import posts as post_service
 from fedistream.store import deliveries as delivery_store
 from fedistream.store import followers as follower_store
+from fedistream.store import interactions as interaction_store
 from fedistream.store import remote_posts
 from fedistream.web.admin import admin_context, owner_form
 from fedistream.web.context import context
@@ -117,10 +118,13 @@ async def timeline(request: Request) -> Response:
     before = request.query_params.get("before")
     rows = await remote_posts.timeline(ctx.db, before, TIMELINE_PAGE + 1)
     older = rows[TIMELINE_PAGE - 1]["published"] if len(rows) > TIMELINE_PAGE else None
+    notes = rows[:TIMELINE_PAGE]
+    # What the owner already liked or boosted, for the Like/Boost buttons (one query).
+    mine = await interaction_store.own_for(ctx.db, [note["id"] for note in notes])
     return render(
         request,
         "admin/timeline.html",
-        {**await admin_context(request, session), "notes": rows[:TIMELINE_PAGE], "older": older},
+        {**await admin_context(request, session), "notes": notes, "older": older, "mine": mine},
     )
 
 

@@ -86,7 +86,7 @@ async def _serve(request: Request, kind: str) -> Response:
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     profile = await owner.get_profile(ctx.db, ctx.settings)
-    page = await post_store.latest_page(ctx.db, None, FEED_SIZE)
+    page = await post_store.latest_page(ctx.db, None, FEED_SIZE, with_replies=False)
     body = build(_site(ctx, profile), page.posts, datetime.now(UTC))
     return Response(body, media_type=media_type, headers=headers)
 

@@ -1,9 +1,10 @@
 """POST /inbox, the one inbox (personal and shared): hostile until size, shape and signature pass.
 
 Order of checks (INTEROP R31): size (413, before reading it all) → content type → signed at all
-(401) → JSON shape (400) → signature syntax, Date window and Digest (400/401) → the signer's key,
-fetched or cached (503 when it cannot be fetched) → verify, with one refetch on failure for key
-rotation (R29) → signer == activity actor (R30) → the actor acts only on its own objects (R30,
+(401) → JSON shape (400) → signature syntax, Date window and Digest (400/401) → keyId on a
+blocked domain (403) → the signer's key, fetched or cached (503 when it cannot be fetched) →
+verify, with one refetch on failure for key rotation (R29) → signer blocked (403) → signer ==
+activity actor (R30) → the actor acts only on its own objects (R30,
 R54; 400) → store (idempotent by id) → 202. Errors are `{"error": "…"}` so the peer's operator
 can see what was wrong; nothing refused is stored.
 """
@@ -25,6 +26,7 @@ from fedistream.core.negotiation import is_acceptable_inbox_content_type
 from fedistream.core.remote_actor import RemoteActor
 from fedistream.errors import RemoteFetchFailed
 from fedistream.services import inbox as inbox_service
+from fedistream.services import moderation
 from fedistream.store import actors as actor_store
 from fedistream.web.context import WebContext, context
 
@@ -101,6 +103,11 @@ def _check_meaning(activity: dict[str, Any], our_actor: str) -> None:
         inbound.classify(activity, our_actor=our_actor)
     except inbound.BadActivity as exc:
         raise InboxRefusal(400, f"Activity refused: {exc}.") from exc
+    except Exception as exc:
+        # A shape the classifier cannot read is our bug, but answering 500 would make the peer
+        # retry it for days: refuse it, and log it so the operator can report it.
+        log.exception("inbox: could not classify %s", activity.get("id"))
+        raise InboxRefusal(400, "Activity refused: its shape could not be read.") from exc
 
 
 def _is_unknown_actor_self_delete(activity: dict[str, Any], actor_id: str) -> bool:
@@ -172,11 +179,16 @@ async def inbox(request: Request) -> Response:
             key_id = httpsig.check_request(signed, now)
         except httpsig.SignatureError as exc:
             raise InboxRefusal(exc.status or 401, exc.reason) from exc
+        # A blocked domain never makes us fetch a key (R31: 403 for a blocked signer).
+        if reason := await moderation.domain_blocked_reason(ctx.db, key_id):
+            raise InboxRefusal(403, reason)
         if _is_unknown_actor_self_delete(activity, actor_id) and not await actor_store.get(
             ctx.db, actor_id
         ):
             return Response(status_code=202)
         signer = await _verified_signer(ctx, signed, key_id, now)
+        if reason := await moderation.blocked_reason(ctx.db, signer.id):
+            raise InboxRefusal(403, reason)
         if signer.id != actor_id:
             raise InboxRefusal(
                 401, f"The request is signed by {signer.id} but the activity's actor is {actor_id}."

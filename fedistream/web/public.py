@@ -13,8 +13,12 @@ from fedistream.core.ids import looks_like_id
 from fedistream.core.models import Post, Profile
 from fedistream.core.render import excerpt, normalize_tag
 from fedistream.errors import BadInput, NotFound
-from fedistream.services import owner
+from fedistream.services import attachments as attachment_service
+from fedistream.services import conversations, owner
+from fedistream.services import pins as pin_service
 from fedistream.services import posts as post_service
+from fedistream.services import remote_media as remote_media_service
+from fedistream.store import interactions as interaction_store
 from fedistream.store import posts as post_store
 from fedistream.web.context import context
 from fedistream.web.templating import render, templates_dir
@@ -45,13 +49,21 @@ def _cursor(request: Request) -> str | None:
 
 async def stream(request: Request) -> Response:
     ctx = context(request)
-    page = await post_store.latest_page(ctx.db, _cursor(request), PAGE_SIZE)
+    cursor = _cursor(request)
+    page = await post_store.latest_page(ctx.db, cursor, PAGE_SIZE, with_replies=False)
+    pinned, page = await pin_service.lead_stream(ctx.db, page, first_page=cursor is None)
+    shown_ids = [p.id for p in (*pinned, *page.posts)]
     return render(
         request,
         "stream.html",
         {
             **await site_context(request),
             "page": page,
+            "pinned": pinned,
+            "attachments": await attachment_service.for_posts(
+                ctx.db, [p.id for p in (*pinned, *page.posts)]
+            ),
+            "counts": await interaction_store.counts_for(ctx.db, shown_ids),
             "is_home": True,
             "post_count": await post_store.count_live(ctx.db),
         },
@@ -64,12 +76,22 @@ async def permalink(request: Request) -> Response:
     if not looks_like_id(post_id):
         raise NotFound("No thought has this address.")
     post: Post = await post_service.get_live(ctx.db, post_id)
+    site = await site_context(request)
+    # The owner answers and moderates from /admin/posts/{id}/thread (the session cookie is
+    # scoped to /admin); readers see the same thread without hidden replies.
+    conversation = await conversations.conversation_for(
+        ctx.db, ctx.urls, post, owner_view=False, author_name=site["profile"].display_name,
+        author_handle=ctx.settings.handle, author_avatar=site["profile"].avatar,
+    )  # fmt: skip
     return render(
         request,
         "post.html",
         {
-            **await site_context(request),
+            **site,
             "post": post,
+            "conversation": conversation,
+            "counts": conversation.counts,
+            "attachments": await attachment_service.for_posts(ctx.db, [post.id]),
             "description": excerpt(post.summary or post.text, 200),
         },
     )
@@ -81,7 +103,14 @@ async def tag(request: Request) -> Response:
     if not name or len(name) > 100:
         raise NotFound("No such tag.")
     page = await post_store.tag_page(ctx.db, name, _cursor(request), PAGE_SIZE)
-    return render(request, "tag.html", {**await site_context(request), "page": page, "tag": name})
+    attachments = await attachment_service.for_posts(ctx.db, [p.id for p in page.posts])
+    counts = await interaction_store.counts_for(ctx.db, [p.id for p in page.posts])
+    return render(
+        request,
+        "tag.html",
+        {**await site_context(request), "page": page, "tag": name, "attachments": attachments,
+         "counts": counts},
+    )  # fmt: skip
 
 
 async def search(request: Request) -> Response:
@@ -120,6 +149,19 @@ async def media(request: Request) -> Response:
     return FileResponse(path, headers={"Cache-Control": _LONG_CACHE})
 
 
+async def remote_media(request: Request) -> Response:
+    """A cached copy of another server's image (avatar, attachment): served from our origin so
+    readers' browsers never contact that server. The name is a hash, so the file never changes."""
+    ctx = context(request)
+    name = request.path_params["name"]
+    if not remote_media_service.NAME_PATTERN.match(name):
+        raise NotFound("No such file.")
+    path = remote_media_service.remote_dir(ctx.settings.media_dir) / name
+    if not path.is_file():
+        raise NotFound("No such file.")
+    return FileResponse(path, headers={"Cache-Control": _LONG_CACHE})
+
+
 async def static(request: Request) -> Response:
     name = request.path_params["name"]
     path = templates_dir() / "static" / name
@@ -134,5 +176,6 @@ routes = [
     Route("/tags/{tag}", tag, methods=["GET", "HEAD"]),
     Route("/search", search, methods=["GET", "HEAD"]),
     Route("/media/{name}", media, methods=["GET", "HEAD"]),
+    Route("/media/remote/{name}", remote_media, methods=["GET", "HEAD"]),
     Route("/static/{name}", static, methods=["GET", "HEAD"]),
 ]

@@ -21,9 +21,10 @@ from fedistream.services import owner
 from fedistream.settings import Settings
 from fedistream.web.context import context
 
-# No inline script anywhere; pages work without JavaScript.
+# No inline script anywhere; pages work without JavaScript. Images only from our own origin:
+# other servers' avatars and attachments are served from our cache (/media/remote/…).
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 ADMIN_PATH = "/admin"

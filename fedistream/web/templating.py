@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse
 import fedistream
 from fedistream.core.render import tag_path
 from fedistream.core.timefmt import human_date, human_datetime, to_iso
+from fedistream.services import remote_media
 
 
 def templates_dir() -> Path:
@@ -22,6 +23,23 @@ def templates_dir() -> Path:
         if (candidate / "base.html").is_file():
             return candidate
     raise RuntimeError(f"fedistream templates not found next to {package}")
+
+
+@jinja2.pass_context
+def remote_media_url(context: jinja2.runtime.Context, url: object) -> str:
+    """`{{ actor.icon_url|remote_media_url }}`: our `/media/remote/…` URL when the image is cached,
+    else "" (render nothing or a placeholder). Never returns the remote URL: readers' browsers must
+    not be sent to other servers. Looks at the disk only; fetching happens in the background."""
+    request = context.get("request")
+    if request is None:
+        return ""
+    return remote_media.local_url(request.app.state.ctx.settings.media_dir, url)
+
+
+def remote_attachments(column: object) -> list[remote_media.RemoteImage]:
+    """`{% set images = note.attachments|remote_attachments %}`: a remote_posts row's stored
+    attachments, ready for `_attachments.html` (with `sensitive = note.sensitive`)."""
+    return remote_media.parse_attachments(column)
 
 
 def build_environment(directory: Path) -> jinja2.Environment:
@@ -36,6 +54,8 @@ def build_environment(directory: Path) -> jinja2.Environment:
     env.filters["human_date"] = human_date
     env.filters["human_datetime"] = human_datetime
     env.filters["tag_path"] = tag_path
+    env.filters["remote_media_url"] = remote_media_url
+    env.filters["remote_attachments"] = remote_attachments
     return env
 
 

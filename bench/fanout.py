@@ -1,0 +1,447 @@
+"""Fan-out benchmark: one thought from a real `fedistream serve` to N inboxes on a loopback sink.
+
+Why a real server and not the DeliveryWorker in-process: the number an operator cares about is
+"I pressed publish; when did the last follower get it", and that includes what only the real
+process has — uvicorn on uvloop, the lifespan's client, Signer thread pool and worker defaults,
+aiosqlite's threads, the owner UI's publish → wake path — and the peak RSS of that process.
+The sink (tests/federation/sink.py) runs in another process, so it does not share the server's
+event loop; both share this machine's cores, which the README states.
+
+Followers are seeded straight into the database before the server starts (standing in for N
+Follow handshakes), one personal inbox each, so there is one delivery row per follower.
+
+Measured, all in one run:
+1. fan-out to N inboxes, one host (sink port) each, sink answering at once: deliveries/s and
+   time from pressing publish to the last delivery; peak RSS of the server during the fan-out.
+   Baseline: the app's own httpx client (`build_http_client`, as the lifespan builds it)
+   POSTing the same body, pre-signed, to the same inboxes at the worker's concurrency limits.
+2. the same with the sink adding 50 ms to every answer: deliveries/s ÷ RSA-2048 signatures/s
+   through fedistream's Signer (its thread pool, as the worker signs).
+3. informative: plain httpx (its default pool limits) on case 1; the raw client on case 2; and
+   all N inboxes on one host (the per-host cap in play).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import fedistream
+from bench import pyspy
+from bench.common import Metric, RssSampler, event_loop_runner, rss_mb
+from fedistream.core.urls import Urls
+from fedistream.federation.delivery import DeliveryWorker
+from fedistream.federation.http import ACTIVITY_JSON, build_http_client
+from fedistream.federation.signing import Signer
+from tests.federation.sink import Sink, free_ports, read_log, seed_followers
+from tests.live import LiveServer, OwnerBrowser, running_server
+
+FEDERATION_ENV = {"FEDISTREAM_ALLOW_PRIVATE_NETWORKS": "true"}
+DB_NAME = "fedistream.sqlite3"  # Settings.db_path under the data directory
+SLOW_MS = 50.0
+SIGNING_SECONDS = 2.0
+
+# Targets (proposed with this benchmark; see bench/README.md for the reasoning).
+TARGET_VS_CLIENT = 0.5  # the queue, signing and bookkeeping cost at most as much as the HTTP
+TARGET_LAST_S = 10.0  # 2,000 followers on loopback: the last one has it within 10 s
+TARGET_RSS_MB = 150.0  # a single-user server on a small VPS
+TARGET_VS_SIGNING = 0.25  # 50 ms peers must not cut throughput below ¼ of the signing ceiling
+
+
+def _worker_limits() -> tuple[int, int]:
+    """The worker's own defaults (max_concurrency, per_host): the baseline uses the same."""
+    params = inspect.signature(DeliveryWorker.__init__).parameters
+    return int(params["max_concurrency"].default), int(params["per_host"].default)
+
+
+@dataclass(slots=True)
+class FanOut:
+    """One measured fan-out from pressing publish to the last delivery arriving at the sink."""
+
+    label: str
+    expected: int
+    delivered: int  # distinct inboxes that accepted the Create
+    seconds: float  # publish pressed → last delivery answered
+    first_s: float
+    idle_rss_mb: float
+    peak_rss_mb: float
+    recorded_sent: int  # rows the server had marked sent by the end
+    timed_out: bool
+    profile: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.delivered / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(slots=True)
+class Instance:
+    """A seeded data directory for A and the sink its followers live on."""
+
+    sink: Sink
+    data_dir: Path
+    port: int
+    inboxes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, work: Path, followers: int, hosts: int) -> Instance:
+        *sink_ports, port = free_ports(hosts + 1)  # all distinct: none is bound yet
+        sink = Sink(work / "sink", ports=sink_ports)
+        data_dir = work / "a" / "data"
+        inboxes = [sink.inbox(n) for n in range(followers)]
+        seed_followers(data_dir / DB_NAME, inboxes)
+        return cls(sink, data_dir, port, inboxes)
+
+    def db(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.data_dir / DB_NAME, timeout=10)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        conn = self.db()
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def signer(self, base_url: str) -> Signer:
+        """A signs with the key it made on first start; the baselines sign with it too."""
+        pem = self.query("SELECT value FROM meta WHERE key = 'private_key_pem'")[0][0]
+        return Signer(Urls(base_url).key_id, pem)
+
+    def body(self, activity_id: str) -> bytes:
+        """The stored activity: exactly the bytes the worker POSTs."""
+        row = self.query("SELECT json FROM activities WHERE id = ?", (activity_id,))[0]
+        return str(row[0]).encode()
+
+
+def measure_fan_out(
+    server: LiveServer,
+    owner: OwnerBrowser,
+    instance: Instance,
+    label: str,
+    *,
+    timeout: float,
+    profile_dir: Path | None,
+) -> tuple[FanOut, str]:
+    """Publish one thought and wait (bounded) until every inbox has it. Returns the result and
+    the Create's activity id."""
+    sink, expected = instance.sink, len(instance.inboxes)
+    pid = server.process.pid
+    start_line = sink.count()
+    idle = rss_mb(pid) or 0.0
+    profile_path = profile_dir / f"{label}.txt" if profile_dir else None
+    profiling = pyspy.Profile(pid, profile_path) if profile_path else contextlib.nullcontext()
+    with RssSampler(pid) as rss, profiling:
+        if profile_path:
+            time.sleep(0.3)  # let py-spy attach before the work starts
+        started = time.time()
+        post_id = owner.publish(f"Benchmark thought: {label}.")
+        deadline = time.monotonic() + timeout
+        while sink.count() - start_line < expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+    activity_id = f"{server.base_url}/p/{post_id}/activity"
+    records = [
+        r
+        for r in read_log(sink.log_path)[start_line:]
+        if r.delivered and r.activity_id == activity_id
+    ]
+    delivered = {r.inbox for r in records} & set(instance.inboxes)
+    last = max((r.at for r in records), default=time.time())
+    first = min((r.at for r in records), default=time.time())
+    sent = 0
+    settle = time.monotonic() + 10  # the last results are written in the worker's next commit
+    while time.monotonic() < settle:
+        sent = instance.query(
+            "SELECT count(*) FROM deliveries WHERE activity_id = ? AND state = 'sent'",
+            (activity_id,),
+        )[0][0]
+        if sent >= len(delivered):
+            break
+        time.sleep(0.05)
+    result = FanOut(
+        label=label,
+        expected=expected,
+        delivered=len(delivered),
+        seconds=last - started,
+        first_s=first - started,
+        idle_rss_mb=idle,
+        peak_rss_mb=rss.peak,
+        recorded_sent=sent,
+        timed_out=len(delivered) < expected,
+        profile=pyspy.summary(profile_path) if profile_path else "",
+    )
+    return result, activity_id
+
+
+# --- baselines (in this process) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRun:
+    label: str
+    sent: int
+    ok: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds if self.seconds > 0 else 0.0
+
+
+async def post_presigned(
+    client: httpx.AsyncClient,
+    inboxes: Sequence[str],
+    body: bytes,
+    signer: Signer,
+    *,
+    concurrency: int,
+    per_host: int,
+    give_up_after: float,
+    label: str,
+) -> ClientRun:
+    """POST `body` to every inbox, signed beforehand (not timed), at most `concurrency` at once
+    and `per_host` per host — the worker's limits — and count the 2xx answers."""
+    now = datetime.now(UTC)
+    signed = [
+        (inbox, signer.sign_now("POST", inbox, {"Content-Type": ACTIVITY_JSON}, body, now))
+        for inbox in inboxes
+    ]
+    everything = asyncio.Semaphore(concurrency)
+    hosts: dict[str, asyncio.Semaphore] = {}
+    ok = 0
+
+    async def one(inbox: str, headers: dict[str, str]) -> None:
+        nonlocal ok
+        host = httpx.URL(inbox).netloc.decode()
+        slot = hosts.setdefault(host, asyncio.Semaphore(per_host))
+        async with slot, everything:
+            response = await client.post(inbox, content=body, headers=headers)
+            ok += 200 <= response.status_code < 300
+
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(give_up_after):
+            await asyncio.gather(*(one(inbox, headers) for inbox, headers in signed))
+    except TimeoutError:
+        pass  # report what got through in the time allowed
+    return ClientRun(label, len(signed), ok, time.perf_counter() - started)
+
+
+async def signing_rate(signer: Signer, inboxes: Sequence[str], body: bytes) -> float:
+    """Signatures/s through the Signer's thread pool (the worker's path), for ~2 s."""
+    now = datetime.now(UTC)
+    batch = list(inboxes[:64])
+    done = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < SIGNING_SECONDS:
+        await asyncio.gather(
+            *(signer.sign("POST", u, {"Content-Type": ACTIVITY_JSON}, body, now) for u in batch)
+        )
+        done += len(batch)
+    return done / (time.perf_counter() - started)
+
+
+# --- the whole benchmark -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Report:
+    metrics: list[Metric]
+    details: dict[str, Any]
+    profiles: dict[str, str]
+
+
+def run(
+    work: Path,
+    *,
+    followers: int = 2000,
+    timeout: float = 120.0,
+    profile_dir: Path | None = None,
+) -> Report:
+    concurrency, per_host = _worker_limits()
+    many = Instance.create(work / "many-hosts", followers, hosts=followers)
+    many.sink.start()
+    try:
+        with running_server(
+            work / "many-hosts" / "a", data_dir=many.data_dir, port=many.port,
+            extra_env=FEDERATION_ENV,
+        ) as server:  # fmt: skip
+            owner = OwnerBrowser(server)
+            owner.log_in()
+            fast, activity_id = measure_fan_out(
+                server, owner, many, "fanout", timeout=timeout, profile_dir=profile_dir
+            )
+            many.sink.set_mode(delay_ms=SLOW_MS)
+            slow, _ = measure_fan_out(
+                server, owner, many, "fanout-50ms", timeout=timeout, profile_dir=profile_dir
+            )
+            owner.close()
+            base_url = server.base_url
+        # The server is stopped: the baselines share the machine only with the sink, as the
+        # fan-outs did.
+        payload = many.body(activity_id)
+        signer = many.signer(base_url)
+        user_agent = f"fedistream/{fedistream.__version__} (+{base_url}/)"
+
+        async def baselines() -> tuple[ClientRun, ClientRun, ClientRun, float]:
+            limits = {"concurrency": concurrency, "per_host": per_host, "give_up_after": timeout}
+            many.sink.set_mode(delay_ms=0)
+            async with build_http_client(
+                allow_private_networks=True, user_agent=user_agent
+            ) as client:
+                app_fast = await post_presigned(
+                    client, many.inboxes, payload, signer, **limits, label="app client"
+                )
+            async with httpx.AsyncClient(headers={"User-Agent": user_agent}) as plain:
+                plain_fast = await post_presigned(
+                    plain, many.inboxes, payload, signer, **limits, label="plain httpx"
+                )
+            many.sink.set_mode(delay_ms=SLOW_MS)
+            async with build_http_client(
+                allow_private_networks=True, user_agent=user_agent
+            ) as client:
+                app_slow = await post_presigned(
+                    client, many.inboxes, payload, signer, **limits, label="app client +50 ms"
+                )
+            return app_fast, plain_fast, app_slow, await signing_rate(signer, many.inboxes, payload)
+
+        try:
+            with event_loop_runner() as runner:
+                app_fast, plain_fast, app_slow, signs = runner.run(baselines())
+        finally:
+            signer.close()
+    finally:
+        many.sink.stop()
+
+    one = _one_host(work, followers, timeout, concurrency, per_host, profile_dir)
+    return _report(
+        followers, concurrency, per_host, fast, slow, app_fast, plain_fast, app_slow, signs, one
+    )
+
+
+def _one_host(
+    work: Path,
+    followers: int,
+    timeout: float,
+    concurrency: int,
+    per_host: int,
+    profile_dir: Path | None,
+) -> tuple[FanOut, ClientRun]:
+    """All inboxes on one sink host: the worker may use only `per_host` connections there."""
+    single = Instance.create(work / "one-host", followers, hosts=1)
+    single.sink.start()
+    try:
+        with running_server(
+            work / "one-host" / "a", data_dir=single.data_dir, port=single.port,
+            extra_env=FEDERATION_ENV,
+        ) as server:  # fmt: skip
+            owner = OwnerBrowser(server)
+            owner.log_in()
+            fan, activity_id = measure_fan_out(
+                server, owner, single, "fanout-one-host", timeout=timeout, profile_dir=profile_dir
+            )
+            owner.close()
+            base_url = server.base_url
+        signer = single.signer(base_url)
+
+        async def baseline() -> ClientRun:
+            async with build_http_client(allow_private_networks=True, user_agent="bench") as c:
+                return await post_presigned(
+                    c, single.inboxes, single.body(activity_id), signer,
+                    concurrency=concurrency, per_host=per_host, give_up_after=timeout,
+                    label="app client, one host",
+                )  # fmt: skip
+
+        try:
+            with event_loop_runner() as runner:
+                return fan, runner.run(baseline())
+        finally:
+            signer.close()
+    finally:
+        single.sink.stop()
+
+
+def _report(
+    followers: int,
+    concurrency: int,
+    per_host: int,
+    fast: FanOut,
+    slow: FanOut,
+    app_fast: ClientRun,
+    plain_fast: ClientRun,
+    app_slow: ClientRun,
+    signs: float,
+    one: tuple[FanOut, ClientRun],
+) -> Report:
+    limits = f"{concurrency} at once, {per_host}/host"
+    n = f"{followers:,}"
+
+    def partial(fan: FanOut) -> str:
+        return f"TIMED OUT: {fan.delivered}/{fan.expected} delivered" if fan.timed_out else ""
+
+    one_fan, one_client = one
+    metrics = [
+        Metric(
+            f"fan-out, {n} inboxes on {n} hosts", fast.rate, "deliv/s",
+            app_fast.rate, f"app client, pre-signed, {limits}",
+            target=TARGET_VS_CLIENT, note=partial(fast),
+        ),
+        Metric(
+            "  time to last delivery", fast.seconds, "s",
+            target=TARGET_LAST_S, target_on="value", at_least=False,
+        ),
+        Metric(
+            "  peak RSS during fan-out", fast.peak_rss_mb, "MiB", fast.idle_rss_mb, "idle RSS",
+            target=TARGET_RSS_MB, target_on="value", at_least=False,
+        ),
+        Metric(
+            f"fan-out, {n} inboxes, sink +{SLOW_MS:.0f} ms", slow.rate, "deliv/s",
+            signs, "RSA-2048 signatures/s, Signer pool",
+            target=TARGET_VS_SIGNING, note=partial(slow),
+        ),
+        Metric("  time to last delivery (+50 ms)", slow.seconds, "s"),
+        Metric("  peak RSS during fan-out (+50 ms)", slow.peak_rss_mb, "MiB", slow.idle_rss_mb,
+               "idle RSS"),
+        Metric(
+            "  info: fan-out +50 ms vs client", slow.rate, "deliv/s",
+            app_slow.rate, f"app client +50 ms, {limits}",
+        ),
+        Metric(
+            f"info: app client vs plain httpx, {n} hosts", app_fast.rate, "req/s",
+            plain_fast.rate, "plain httpx.AsyncClient, same limits",
+        ),
+        Metric(
+            f"info: fan-out, {n} inboxes on 1 host", one_fan.rate, "deliv/s",
+            one_client.rate, f"app client, {per_host}/host",
+            target=TARGET_VS_CLIENT, note=partial(one_fan),
+        ),
+        Metric("  time to last delivery (1 host)", one_fan.seconds, "s"),
+    ]  # fmt: skip
+    fans = [fast, slow, one_fan]
+    details = {
+        "followers": followers,
+        "worker_limits": {"max_concurrency": concurrency, "per_host": per_host},
+        "fan_outs": [
+            {x.name: getattr(f, x.name) for x in fields(f) if x.name != "profile"}
+            | {"rate": f.rate}
+            for f in fans
+        ],
+        "client_runs": [
+            {"label": c.label, "sent": c.sent, "ok": c.ok, "seconds": c.seconds, "rate": c.rate}
+            for c in (app_fast, plain_fast, app_slow, one_client)
+        ],
+        "signatures_per_s": signs,
+    }
+    profiles = {f.label: f.profile for f in fans if f.profile}
+    return Report(metrics, details, profiles)

@@ -1,0 +1,100 @@
+"""Run every benchmark, print one table, write bench/results/latest.json.
+
+    python bench/run.py                    # the full run (a few minutes, bounded)
+    python bench/run.py --followers 300    # a quick smoke run
+    python bench/run.py --profile          # also sample the server with py-spy during fan-outs
+    python bench/run.py --what-if          # also time the worker in-process with other settings
+
+Everything runs on 127.0.0.1 in child processes this script starts and stops; the work
+directory is a fresh temporary one, removed at the end unless --keep is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # `python bench/run.py` puts bench/, not the root, on the path
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench import fanout, pyspy, whatif  # noqa: E402
+from bench.common import machine, table  # noqa: E402
+
+RESULTS = REPO_ROOT / "bench" / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--followers", type=int, default=2000, help="inboxes per fan-out")
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds allowed for each fan-out/baseline"
+    )
+    parser.add_argument("--profile", action="store_true", help="py-spy the server's fan-outs")
+    parser.add_argument(
+        "--what-if", action="store_true", help="also time the worker in-process with other settings"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args(argv)
+    if not 1 <= args.followers <= 5000:
+        parser.error("--followers must be between 1 and 5000 (one sink port per inbox)")
+    if args.profile and not pyspy.available():
+        parser.error("--profile needs py-spy on PATH (pip install py-spy)")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="fedistream-bench-"))
+    profile_dir = RESULTS / "profiles" if args.profile else None
+    if profile_dir:
+        profile_dir.mkdir(exist_ok=True)
+    started = time.monotonic()
+    host = machine()  # before the run: its load average is what else the machine was doing
+    try:
+        report = fanout.run(
+            work, followers=args.followers, timeout=args.timeout, profile_dir=profile_dir
+        )
+        if args.what_if:
+            report.metrics += whatif.run(work, followers=args.followers, timeout=args.timeout)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    elapsed = time.monotonic() - started
+
+    host["load_1min_after"] = os.getloadavg()[0]
+    command = "python " + " ".join(shlex.quote(a) for a in ["bench/run.py", *sys.argv[1:]])
+    print(
+        f"\nfedistream benchmarks — {host['date']}, {host['nproc']} CPUs ({host['cpu']}), "
+        f"Python {host['python']}, {elapsed:.0f} s, load average "
+        f"{host['load_1min']:.1f} before / {host['load_1min_after']:.1f} after\n"
+    )
+    print(table(report.metrics))
+    notes = [f"- {m.name.strip()}: {m.note}" for m in report.metrics if m.note]
+    if notes:
+        print("\n" + "\n".join(notes))
+    for label, text in report.profiles.items():
+        print(f"\n--- py-spy: server during {label} ---\n{text}")
+    (RESULTS / "latest.json").write_text(
+        json.dumps(
+            {
+                "machine": host,
+                "command": command,
+                "seconds": elapsed,
+                "metrics": [m.as_json() for m in report.metrics],
+                "details": report.details,
+                "profiles": report.profiles,
+            },
+            indent=2,
+        )
+    )
+    print(f"\nwrote {RESULTS / 'latest.json'}" + (f" (work dir kept: {work})" if args.keep else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
