@@ -391,11 +391,18 @@ def _report(
         return f"TIMED OUT: {fan.delivered}/{fan.expected} delivered" if fan.timed_out else ""
 
     one_fan, one_client = one
+    shared_problem = ""
+    if app_fast.rate < 0.5 * plain_fast.rate:
+        # The worker only looks good here if its baseline is held back by the same client.
+        shared_problem = (
+            f"the baseline client itself does {app_fast.rate / plain_fast.rate:.2f}× plain "
+            "httpx on this layout: see the 'app client vs plain httpx' row"
+        )
     metrics = [
         Metric(
             f"fan-out, {n} inboxes on {n} hosts", fast.rate, "deliv/s",
             app_fast.rate, f"app client, pre-signed, {limits}",
-            target=TARGET_VS_CLIENT, note=partial(fast),
+            target=TARGET_VS_CLIENT, note=partial(fast) or shared_problem,
         ),
         Metric(
             "  time to last delivery", fast.seconds, "s",

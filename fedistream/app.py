@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -96,7 +97,10 @@ def build_app(settings: Settings) -> Starlette:
             async def follower_gone(actor_id: str) -> None:
                 await follows.forget_follower(db, actor_id)
 
-            worker = DeliveryWorker(db, client, signer, on_gone=follower_gone)
+            # Its own random source for retry jitter: never the process-global one.
+            worker = DeliveryWorker(
+                db, client, signer, on_gone=follower_gone, rand=random.Random().random
+            )
             media_fetcher = MediaFetcher(db, client, settings.media_dir)
 
             def inbox_changed() -> None:

@@ -10,6 +10,7 @@ Playwright, B by its owner UI over HTTP).
 from __future__ import annotations
 
 import re
+import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
@@ -80,6 +81,15 @@ def test_owner_answers_a_reply_and_a_reader_sees_the_thread(
                 {"in_reply_to": permalink, "action": "publish", "source": f"{handle_a} {REPLY}"},
             )  # fmt: skip
             assert response.status_code == 303, response.text  # type: ignore[attr-defined]
+
+            # Both the like and the reply have been applied on A before the owner looks
+            # (otherwise a late arrival would raise a new unread badge after reading).
+            def both_arrived() -> bool:
+                with urllib.request.urlopen(permalink, timeout=5) as response:  # noqa: S310
+                    html = response.read().decode()
+                return REPLY in html and 'aria-label="1 like"' in html
+
+            wait_until(both_arrived, "B's like and reply to be applied on A")
 
             # The owner sees the unread badge and reads the notification.
             def badge_shows() -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import socket
 import sqlite3
 import subprocess
@@ -267,17 +268,41 @@ def seed_followers(
 # --- the parent's handle -------------------------------------------------------------------
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports that were free a moment ago (all held at once, so no repeats)."""
-    held = []
+LOWEST_PORT = 10_000
+
+
+def _ephemeral_start() -> int:
     try:
-        for _ in range(count):
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports that are free now, taken below the ephemeral range.
+
+    Below it, because every outgoing connection on the machine takes its local port from that
+    range: a port picked there can be grabbed by someone's connect() before the sink binds it
+    (with 2,000 ports and busy neighbours, that happens). All are held at once while picking.
+    """
+    top = _ephemeral_start()
+    if top - LOWEST_PORT < 4 * count:
+        raise RuntimeError(f"not enough ports below the ephemeral range ({top}) for {count}")
+    held: dict[int, socket.socket] = {}
+    try:
+        for port in random.sample(range(LOWEST_PORT, top), k=min(top - LOWEST_PORT, 4 * count)):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            held.append(sock)
-            sock.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in held]
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                sock.close()
+                continue
+            held[port] = sock
+            if len(held) == count:
+                return list(held)
+        raise RuntimeError(f"could not find {count} free ports")
     finally:
-        for sock in held:
+        for sock in held.values():
             sock.close()
 
 
