@@ -1,4 +1,4 @@
-"""Basic accessibility, checked on the real pages: language, landmarks, labels, alt text, contrast."""
+"""Basic accessibility on the real pages: language, landmarks, labels, alt text, contrast."""
 
 from __future__ import annotations
 
