@@ -9,7 +9,7 @@ from typing import Any
 
 import aiosqlite
 
-from fedistream.core import activitypub
+from fedistream.core import activities
 from fedistream.core.timefmt import to_iso
 from fedistream.core.urls import Urls
 from fedistream.errors import BadInput, NotFound
@@ -41,7 +41,7 @@ async def accept_follower(
 ) -> None:
     """Mark the follower accepted and queue the Accept, embedding their Follow (R46)."""
     await follower_store.set_follower_state(conn, actor_id, follower_store.ACCEPTED)
-    accept = activitypub.accept_follow(urls, follow, secrets.token_hex(8))
+    accept = activities.accept_follow(urls, follow, secrets.token_hex(8))
     inbox = await actor_inbox(conn, actor_id)
     await outbox.emit(conn, accept, post_id=None, targets=[(inbox, actor_id)], now=now)
 
@@ -50,7 +50,7 @@ async def reject_follower(
     conn: aiosqlite.Connection, urls: Urls, follow: dict[str, Any], actor_id: str, now: datetime
 ) -> None:
     """Refuse a request or remove a follower: a Reject of their Follow (R49)."""
-    reject = activitypub.reject_follow(urls, follow, secrets.token_hex(8))
+    reject = activities.reject_follow(urls, follow, secrets.token_hex(8))
     inbox = await actor_inbox(conn, actor_id)
     await follower_store.remove_follower(conn, actor_id)
     await outbox.emit(conn, reject, post_id=None, targets=[(inbox, actor_id)], now=now)
@@ -86,7 +86,7 @@ async def follow(db: Database, directory: ActorDirectory, urls: Urls, handle: st
     if actor.id == urls.actor:
         raise BadInput("That is you.")
     now = datetime.now(UTC)
-    activity = activitypub.follow_activity(urls, actor.id, secrets.token_hex(8))
+    activity = activities.follow_activity(urls, actor.id, secrets.token_hex(8))
     async with db.transaction() as conn:
         await follower_store.upsert_following(
             conn, actor.id, activity["id"], follower_store.PENDING, to_iso(now)
@@ -101,7 +101,7 @@ async def unfollow(db: Database, urls: Urls, actor_id: str) -> None:
         raise NotFound("You do not follow that account.")
     now = datetime.now(UTC)
     original = {"id": row["follow_id"], "type": "Follow", "actor": urls.actor, "object": actor_id}
-    undo = activitypub.undo_activity(urls, original, secrets.token_hex(8))
+    undo = activities.undo_activity(urls, original, secrets.token_hex(8))
     async with db.transaction() as conn:
         inbox = await actor_inbox(conn, actor_id)
         await follower_store.remove_following(conn, actor_id)

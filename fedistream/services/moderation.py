@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import aiosqlite
 
-from fedistream.core import activitypub
+from fedistream.core import activities
 from fedistream.core.remote_actor import domain_of
 from fedistream.core.timefmt import to_iso
 from fedistream.core.urls import Urls
@@ -228,7 +228,7 @@ async def _reject_their_follow(
         return 0
     inbox = await _inbox_or_none(conn, actor_id)
     if inbox is not None:  # R49: their server then drops the follow too
-        reject = activitypub.reject_follow(
+        reject = activities.reject_follow(
             urls, stored_follow(follow_id, actor_id, urls), secrets.token_hex(8)
         )
         await outbox.emit(conn, reject, post_id=None, targets=[(inbox, actor_id)], now=now)
@@ -244,7 +244,7 @@ async def _undo_our_follow(
     inbox = await _inbox_or_none(conn, actor_id)
     if inbox is not None:
         original = {"id": follow_id, "type": "Follow", "actor": urls.actor, "object": actor_id}
-        undo = activitypub.undo_activity(urls, original, secrets.token_hex(8))
+        undo = activities.undo_activity(urls, original, secrets.token_hex(8))
         await outbox.emit(conn, undo, post_id=None, targets=[(inbox, actor_id)], now=now)
     return 1
 
@@ -253,7 +253,7 @@ async def _send_block(conn: aiosqlite.Connection, urls: Urls, actor_id: str, now
     inbox = await _inbox_or_none(conn, actor_id)
     if inbox is None:  # never seen: there is nobody to tell
         return
-    activity = activitypub.block_activity(urls, actor_id, secrets.token_hex(8))
+    activity = activities.block_activity(urls, actor_id, secrets.token_hex(8))
     await outbox.emit(conn, activity, post_id=None, targets=[(inbox, actor_id)], now=now)
 
 
@@ -270,7 +270,7 @@ async def unblock(db: Database, urls: Urls, target: str, *, now: datetime | None
             sent = await block_store.last_block_activity(conn, lifted.target)
             inbox = await _inbox_or_none(conn, lifted.target)
             if sent is not None and inbox is not None:
-                undo = activitypub.undo_activity(urls, json.loads(sent), secrets.token_hex(8))
+                undo = activities.undo_activity(urls, json.loads(sent), secrets.token_hex(8))
                 await outbox.emit(
                     conn, undo, post_id=None, targets=[(inbox, lifted.target)], now=when
                 )

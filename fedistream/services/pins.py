@@ -7,7 +7,7 @@ import secrets
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from fedistream.core import activitypub
+from fedistream.core import activities
 from fedistream.core.models import Page, Post
 from fedistream.core.timefmt import to_iso
 from fedistream.core.urls import Urls
@@ -43,7 +43,7 @@ async def pin(
         await pin_store.add(conn, post_id, to_iso(when))
         await meta.bump_stream_version(conn)
         if urls is not None:
-            add = activitypub.add_featured_activity(urls, post_id, secrets.token_hex(8))
+            add = activities.add_featured_activity(urls, post_id, secrets.token_hex(8))
             await outbox.emit_to_followers(conn, add, post_id=post_id, now=when)
     return True
 
@@ -59,7 +59,7 @@ async def unpin(
             return False
         await meta.bump_stream_version(conn)
         if urls is not None:
-            remove = activitypub.remove_featured_activity(urls, post_id, secrets.token_hex(8))
+            remove = activities.remove_featured_activity(urls, post_id, secrets.token_hex(8))
             await outbox.emit_to_followers(conn, remove, post_id=post_id, now=when)
     return True
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiosqlite
 
-from fedistream.core import activitypub
+from fedistream.core import activities
 from fedistream.core.timefmt import to_iso
 from fedistream.core.urls import Urls
 from fedistream.errors import BadInput, NotFound
@@ -42,9 +42,9 @@ async def react(
     when = now or datetime.now(UTC)
     token = secrets.token_hex(8)
     activity = (
-        activitypub.like_activity(urls, note_id, token)
+        activities.like_activity(urls, note_id, token)
         if kind == interactions.LIKE
-        else activitypub.announce_activity(urls, note_id, author, token, when)
+        else activities.announce_activity(urls, note_id, author, token, when)
     )
     async with db.transaction() as conn:
         if not await interactions.own_add(conn, note_id, kind, activity["id"], to_iso(when)):
@@ -67,13 +67,13 @@ async def undo(
             return False
         # Peers match the Undo by the embedded activity's id, falling back to actor + object.
         inner = (
-            activitypub.like_activity(urls, note_id, "")
+            activities.like_activity(urls, note_id, "")
             if kind == interactions.LIKE
-            else activitypub.announce_activity(urls, note_id, author, "", when)
+            else activities.announce_activity(urls, note_id, author, "", when)
         )
         inner = {**inner, "id": activity_id}
         inner.pop("published", None)
-        undo_activity = activitypub.undo_activity(urls, inner, secrets.token_hex(8))
+        undo_activity = activities.undo_activity(urls, inner, secrets.token_hex(8))
         await _deliver(conn, undo_activity, author, kind, when)
     return True
 

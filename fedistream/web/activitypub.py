@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from fedistream.core import activitypub
+from fedistream.core import activities, activitypub
 from fedistream.core.ids import looks_like_id
 from fedistream.core.negotiation import AS2_CONTENT_TYPE
 from fedistream.errors import BadInput, NotFound
@@ -101,7 +101,7 @@ async def outbox(request: Request) -> Response:
     if request.query_params.get("page") != "true":
         total = await post_store.count_live(ctx.db)
         return as2_response(
-            activitypub.ordered_collection(
+            activities.ordered_collection(
                 urls.outbox,
                 total,
                 first=urls.outbox + "?page=true",
@@ -127,7 +127,7 @@ async def outbox(request: Request) -> Response:
     ]  # fmt: skip
     page_id = urls.outbox + "?page=true" + (f"&max_id={max_id}" if max_id else "")
     return as2_response(
-        activitypub.ordered_collection_page(
+        activities.ordered_collection_page(
             page_id,
             urls.outbox,
             items,
@@ -148,7 +148,7 @@ async def _actor_collection(request: Request, *, followers: bool) -> Response:
             else follower_store.count_following(ctx.db)
         )
         return as2_response(
-            activitypub.ordered_collection(collection_id, total, first=collection_id + "?page=1")
+            activities.ordered_collection(collection_id, total, first=collection_id + "?page=1")
         )
     after = request.query_params.get("after")
     rows = await (
@@ -162,7 +162,7 @@ async def _actor_collection(request: Request, *, followers: bool) -> Response:
         next_url = f"{collection_id}?page=1&after={quote(ids[-1], safe='')}"
     page_id = collection_id + "?page=1" + (f"&after={quote(after, safe='')}" if after else "")
     return as2_response(
-        activitypub.ordered_collection_page(page_id, collection_id, ids, next=next_url)
+        activities.ordered_collection_page(page_id, collection_id, ids, next=next_url)
     )
 
 
@@ -182,11 +182,11 @@ async def featured(request: Request) -> Response:
     notes = [
         activitypub.note_object(ctx.urls, p, attachments=documents.get(p.id, ())) for p in pinned
     ]
-    return as2_response(activitypub.featured_collection(ctx.urls, notes))
+    return as2_response(activities.featured_collection(ctx.urls, notes))
 
 
 async def featured_tags(request: Request) -> Response:
-    return as2_response(activitypub.featured_tags_collection(context(request).urls, []))
+    return as2_response(activities.featured_tags_collection(context(request).urls, []))
 
 
 async def replies(request: Request) -> Response:

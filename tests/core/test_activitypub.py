@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from fedistream.core import activities
 from fedistream.core import activitypub as ap
 from fedistream.core.as2 import PUBLIC, has_as_context
 from fedistream.core.inbound import (
@@ -458,7 +459,7 @@ def test_what_we_send_classifies_back_to_what_we_meant() -> None:
 
 def test_accept_embeds_the_follow_as_received(shared_fixtures: Path) -> None:
     follow = load(shared_fixtures, "activities/pleroma-follow.json")  # carries state/to/cc extras
-    accept = ap.accept_follow(URLS, follow, "t1")
+    accept = activities.accept_follow(URLS, follow, "t1")
     theirs = load(shared_fixtures, "activities/mastodon-accept-follow-embedded.json")
     assert_same_shape(theirs, accept, {"nickname": "Akkoma test key"})
     assert accept["id"] == URLS.accept_activity("t1") and accept["type"] == "Accept"
@@ -472,7 +473,7 @@ def test_accept_embeds_the_follow_as_received(shared_fixtures: Path) -> None:
 
 
 def test_reject_and_accept_classify_on_the_followers_side() -> None:
-    ours = ap.follow_activity(URLS, PEER, "f1")
+    ours = activities.follow_activity(URLS, PEER, "f1")
     their_accept = {
         "@context": "https://www.w3.org/ns/activitystreams",
         "id": PEER + "#accepts/1",
@@ -483,16 +484,16 @@ def test_reject_and_accept_classify_on_the_followers_side() -> None:
     assert classify(their_accept, our_actor=URLS.actor) == FollowAccepted(PEER, ours["id"])
     # and the reverse direction: what we answer to a peer's Follow reads right on their side
     follow = {"id": PEER + "#follows/9", "type": "Follow", "actor": PEER, "object": URLS.actor}
-    assert classify(ap.accept_follow(URLS, follow, "a"), our_actor=PEER) == FollowAccepted(
+    assert classify(activities.accept_follow(URLS, follow, "a"), our_actor=PEER) == FollowAccepted(
         URLS.actor, follow["id"]
     )
-    reject = ap.reject_follow(URLS, follow, "r")
+    reject = activities.reject_follow(URLS, follow, "r")
     assert reject["id"] == URLS.reject_activity("r")
     assert classify(reject, our_actor=PEER) == FollowRejected(URLS.actor, follow["id"])
 
 
 def test_follow_and_undo_follow() -> None:
-    follow = ap.follow_activity(URLS, PEER, "f2")
+    follow = activities.follow_activity(URLS, PEER, "f2")
     assert follow == {
         "@context": "https://www.w3.org/ns/activitystreams",
         "id": URLS.follow_activity("f2"),
@@ -502,7 +503,7 @@ def test_follow_and_undo_follow() -> None:
     }
     command = classify(follow, our_actor=PEER)
     assert isinstance(command, FollowUs) and command.follow_id == follow["id"]
-    undo = ap.undo_activity(URLS, follow, "u2")
+    undo = activities.undo_activity(URLS, follow, "u2")
     assert undo["id"] == URLS.undo_activity("u2") and undo["type"] == "Undo"
     assert undo["object"] == {k: v for k, v in follow.items() if k != "@context"}
     assert classify(undo, our_actor=PEER) == UndoFollow(URLS.actor, follow["id"])
@@ -512,7 +513,7 @@ def test_follow_and_undo_follow() -> None:
 
 
 def test_outbox_root_and_page_shapes() -> None:
-    root = ap.ordered_collection(
+    root = activities.ordered_collection(
         URLS.outbox, 3, URLS.outbox + "?page=true", URLS.outbox + "?min_id=0&page=true"
     )
     assert root == {
@@ -523,11 +524,11 @@ def test_outbox_root_and_page_shapes() -> None:
         "first": URLS.outbox + "?page=true",
         "last": URLS.outbox + "?min_id=0&page=true",
     }
-    hidden = ap.ordered_collection(URLS.followers, 7, None)
+    hidden = activities.ordered_collection(URLS.followers, 7, None)
     assert set(hidden) == {"@context", "id", "type", "totalItems"}  # a hidden list (R85)
 
     create = ap.create_activity(URLS, ap.note_object(URLS, make_post()))
-    page = ap.ordered_collection_page(
+    page = activities.ordered_collection_page(
         URLS.outbox + "?page=true", URLS.outbox, [create], next=URLS.outbox + "?max_id=x&page=true"
     )
     assert page["type"] == "OrderedCollectionPage" and page["partOf"] == URLS.outbox
@@ -535,19 +536,21 @@ def test_outbox_root_and_page_shapes() -> None:
     assert "@context" not in page["orderedItems"][0] and page["@context"] == ap.NOTE_CONTEXT
     assert page["next"] == URLS.outbox + "?max_id=x&page=true" and "prev" not in page
 
-    ids = ap.ordered_collection_page(URLS.followers + "?page=1", URLS.followers, [PEER], prev="p")
+    ids = activities.ordered_collection_page(
+        URLS.followers + "?page=1", URLS.followers, [PEER], prev="p"
+    )
     assert ids["orderedItems"] == [PEER] and ids["prev"] == "p" and "next" not in ids
 
 
 def test_featured_collections_match_mastodons(shared_fixtures: Path) -> None:
     theirs = load(shared_fixtures, "collections/mastodon-featured.json")
     note = ap.note_object(URLS, make_post())
-    featured = ap.featured_collection(URLS, [note])
+    featured = activities.featured_collection(URLS, [note])
     assert_same_shape(theirs, featured, {})
     assert featured["id"] == URLS.featured and featured["totalItems"] == 1
     assert featured["orderedItems"][0]["id"] == note["id"]
     assert "@context" not in featured["orderedItems"][0]
 
-    tags = ap.featured_tags_collection(URLS, ["python", "café"])
+    tags = activities.featured_tags_collection(URLS, ["python", "café"])
     assert tags["type"] == "Collection" and tags["totalItems"] == 2
     assert tags["items"][1] == {"type": "Hashtag", "href": URLS.tag("café"), "name": "#café"}
