@@ -23,14 +23,12 @@ Measured, all in one run:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +36,11 @@ import httpx
 
 import fedistream
 from bench import pyspy
+from bench.baseline import ClientRun, post_presigned, signing_rate
 from bench.common import Metric, RssSampler, event_loop_runner, rss_mb
 from fedistream.core.urls import Urls
 from fedistream.federation.delivery import DeliveryWorker
-from fedistream.federation.http import ACTIVITY_JSON, build_http_client
+from fedistream.federation.http import build_http_client
 from fedistream.federation.signing import Signer
 from tests.federation.sink import Sink, free_ports, read_log, seed_followers
 from tests.live import LiveServer, OwnerBrowser, running_server
@@ -49,7 +48,6 @@ from tests.live import LiveServer, OwnerBrowser, running_server
 FEDERATION_ENV = {"FEDISTREAM_ALLOW_PRIVATE_NETWORKS": "true"}
 DB_NAME = "fedistream.sqlite3"  # Settings.db_path under the data directory
 SLOW_MS = 50.0
-SIGNING_SECONDS = 2.0
 
 # Targets (proposed with this benchmark; see bench/README.md for the reasoning).
 TARGET_VS_CLIENT = 0.5  # the queue, signing and bookkeeping cost at most as much as the HTTP
@@ -184,74 +182,6 @@ def measure_fan_out(
     return result, activity_id
 
 
-# --- baselines (in this process) ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ClientRun:
-    label: str
-    sent: int
-    ok: int
-    seconds: float
-
-    @property
-    def rate(self) -> float:
-        return self.ok / self.seconds if self.seconds > 0 else 0.0
-
-
-async def post_presigned(
-    client: httpx.AsyncClient,
-    inboxes: Sequence[str],
-    body: bytes,
-    signer: Signer,
-    *,
-    concurrency: int,
-    per_host: int,
-    give_up_after: float,
-    label: str,
-) -> ClientRun:
-    """POST `body` to every inbox, signed beforehand (not timed), at most `concurrency` at once
-    and `per_host` per host — the worker's limits — and count the 2xx answers."""
-    now = datetime.now(UTC)
-    signed = [
-        (inbox, signer.sign_now("POST", inbox, {"Content-Type": ACTIVITY_JSON}, body, now))
-        for inbox in inboxes
-    ]
-    everything = asyncio.Semaphore(concurrency)
-    hosts: dict[str, asyncio.Semaphore] = {}
-    ok = 0
-
-    async def one(inbox: str, headers: dict[str, str]) -> None:
-        nonlocal ok
-        host = httpx.URL(inbox).netloc.decode()
-        slot = hosts.setdefault(host, asyncio.Semaphore(per_host))
-        async with slot, everything:
-            response = await client.post(inbox, content=body, headers=headers)
-            ok += 200 <= response.status_code < 300
-
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(give_up_after):
-            await asyncio.gather(*(one(inbox, headers) for inbox, headers in signed))
-    except TimeoutError:
-        pass  # report what got through in the time allowed
-    return ClientRun(label, len(signed), ok, time.perf_counter() - started)
-
-
-async def signing_rate(signer: Signer, inboxes: Sequence[str], body: bytes) -> float:
-    """Signatures/s through the Signer's thread pool (the worker's path), for ~2 s."""
-    now = datetime.now(UTC)
-    batch = list(inboxes[:64])
-    done = 0
-    started = time.perf_counter()
-    while time.perf_counter() - started < SIGNING_SECONDS:
-        await asyncio.gather(
-            *(signer.sign("POST", u, {"Content-Type": ACTIVITY_JSON}, body, now) for u in batch)
-        )
-        done += len(batch)
-    return done / (time.perf_counter() - started)
-
-
 # --- the whole benchmark -------------------------------------------------------------------------
 
 
@@ -294,26 +224,25 @@ def run(
         signer = many.signer(base_url)
         user_agent = f"fedistream/{fedistream.__version__} (+{base_url}/)"
 
+        async def post(client: httpx.AsyncClient, label: str) -> ClientRun:
+            return await post_presigned(
+                client, many.inboxes, payload, signer,
+                concurrency=concurrency, per_host=per_host, give_up_after=timeout, label=label,
+            )  # fmt: skip
+
         async def baselines() -> tuple[ClientRun, ClientRun, ClientRun, float]:
-            limits = {"concurrency": concurrency, "per_host": per_host, "give_up_after": timeout}
             many.sink.set_mode(delay_ms=0)
             async with build_http_client(
                 allow_private_networks=True, user_agent=user_agent
             ) as client:
-                app_fast = await post_presigned(
-                    client, many.inboxes, payload, signer, **limits, label="app client"
-                )
+                app_fast = await post(client, "app client")
             async with httpx.AsyncClient(headers={"User-Agent": user_agent}) as plain:
-                plain_fast = await post_presigned(
-                    plain, many.inboxes, payload, signer, **limits, label="plain httpx"
-                )
+                plain_fast = await post(plain, "plain httpx")
             many.sink.set_mode(delay_ms=SLOW_MS)
             async with build_http_client(
                 allow_private_networks=True, user_agent=user_agent
             ) as client:
-                app_slow = await post_presigned(
-                    client, many.inboxes, payload, signer, **limits, label="app client +50 ms"
-                )
+                app_slow = await post(client, "app client +50 ms")
             return app_fast, plain_fast, app_slow, await signing_rate(signer, many.inboxes, payload)
 
         try:

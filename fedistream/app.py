@@ -37,11 +37,13 @@ from fedistream.web import (
     admin_conversations,
     admin_federation,
     admin_moderation,
+    admin_ops,
     feeds,
     inbox,
     public,
     wellknown,
 )
+from fedistream.web.access_log import AccessLogMiddleware
 from fedistream.web.context import WebContext
 from fedistream.web.errors import on_app_error, on_http_error, on_login_required, on_unexpected
 from fedistream.web.negotiation import negotiated
@@ -67,6 +69,7 @@ def _routes() -> list[BaseRoute]:
         *feeds.routes,
         *admin.routes,
         *admin_federation.routes,
+        *admin_ops.routes,
         *admin_moderation.routes,
         *admin_conversations.routes,
     ]
@@ -98,8 +101,15 @@ def build_app(settings: Settings) -> Starlette:
                 await follows.forget_follower(db, actor_id)
 
             # Its own random source for retry jitter: never the process-global one.
+            # Real inboxes are 50–300 ms away: concurrency across hosts is what makes a fan-out
+            # fast (bench/README.md); it stays below the client's connection limit.
             worker = DeliveryWorker(
-                db, client, signer, on_gone=follower_gone, rand=random.Random().random
+                db,
+                client,
+                signer,
+                on_gone=follower_gone,
+                rand=random.Random().random,
+                max_concurrency=96,
             )
             media_fetcher = MediaFetcher(db, client, settings.media_dir)
 
@@ -144,7 +154,8 @@ def build_app(settings: Settings) -> Starlette:
 
     return Starlette(
         routes=_routes(),
-        middleware=[Middleware(SecurityHeadersMiddleware)],
+        # Access log outermost: its line has the status and time the client really saw.
+        middleware=[Middleware(AccessLogMiddleware), Middleware(SecurityHeadersMiddleware)],
         exception_handlers={
             FedistreamError: on_app_error,
             HTTPException: on_http_error,

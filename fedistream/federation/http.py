@@ -198,6 +198,11 @@ def _guarded_http_transport(
     return transport
 
 
+# `httpx.Limits()` means *unlimited*: the pool then keeps every connection of a fan-out and scans
+# them all on each request (quadratic in the number of hosts; measured in bench/README.md).
+DEFAULT_LIMITS = httpx.Limits(max_connections=128, max_keepalive_connections=32)
+
+
 def build_http_client(
     *,
     allow_private_networks: bool,
@@ -220,7 +225,7 @@ def build_http_client(
         resolve=resolve or system_resolve,
     )
     inner = _guarded_http_transport(
-        ssl_context=ssl_context, limits=limits or httpx.Limits(), backend=backend
+        ssl_context=ssl_context, limits=limits or DEFAULT_LIMITS, backend=backend
     )
     return httpx.AsyncClient(
         transport=SafeTransport(inner),

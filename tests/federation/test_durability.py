@@ -9,6 +9,7 @@ a SIGKILL, the leases of the rows the dead process held (they run for 120 s).
 
 from __future__ import annotations
 
+import inspect
 import random
 import sqlite3
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from fedistream.core.timefmt import parse_iso, to_iso
+from fedistream.federation.delivery import DeliveryWorker
 from tests.federation.sink import Sink, free_ports, running_sink, seed_followers
 from tests.live import LiveServer, OwnerBrowser, running_server, wait_until
 
@@ -28,7 +30,8 @@ DB_NAME = "fedistream.sqlite3"  # Settings.db_path under the data directory
 FOLLOWERS = 300
 SINK_HOSTS = 6  # the worker takes at most 4 at a time per host: 6 hosts let 24 run at once
 SINK_DELAY_MS = 50  # stretches the fan-out to ≥ 0.6 s, so a kill lands inside it on any machine
-MAX_IN_FLIGHT = 32  # DeliveryWorker's default max_concurrency: rows held at once
+# Rows one worker holds at once at most (claimed, result not yet recorded): its max_concurrency.
+MAX_IN_FLIGHT = inspect.signature(DeliveryWorker).parameters["max_concurrency"].default
 
 
 def _connect(data_dir: Path) -> sqlite3.Connection:
