@@ -4,6 +4,8 @@
     python bench/run.py --followers 300    # a quick smoke run
     python bench/run.py --profile          # also sample the server with py-spy during fan-outs
     python bench/run.py --what-if          # also time the worker in-process with other settings
+    python bench/run.py --only pages       # one group: fanout, pages, inbox or startup
+    python bench/run.py --only pages --sizes 1000,100000   # pages at fewer sizes (quicker)
 
 Everything runs on 127.0.0.1 in child processes this script starts and stops; the work
 directory is a fresh temporary one, removed at the end unless --keep is given.
@@ -19,14 +21,19 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # `python bench/run.py` puts bench/, not the root, on the path
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import fanout, pyspy, whatif  # noqa: E402
-from bench.common import machine, table  # noqa: E402
+from bench import fanout, pages, pyspy, startup, whatif  # noqa: E402
+from bench import inbox as inbox_bench  # noqa: E402
+from bench.common import Metric, machine, table  # noqa: E402
+
+GROUPS = ("fanout", "pages", "inbox", "startup")
 
 RESULTS = REPO_ROOT / "bench" / "results"
 
@@ -42,7 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         "--what-if", action="store_true", help="also time the worker in-process with other settings"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--only", choices=GROUPS, help="run one group of benchmarks")
+    parser.add_argument(
+        "--sizes", default="1000,100000,1000000", help="thoughts stored, for the pages growth run"
+    )
     args = parser.parse_args(argv)
+    sizes = tuple(int(n) for n in args.sizes.split(","))
+    if len(sizes) < 2 or 100_000 not in sizes:
+        parser.error("--sizes needs at least two sizes, one of them 100000 (the / throughput run)")
     if not 1 <= args.followers <= 5000:
         parser.error("--followers must be between 1 and 5000 (one sink port per inbox)")
     if args.profile and not pyspy.available():
@@ -55,12 +69,26 @@ def main(argv: list[str] | None = None) -> int:
         profile_dir.mkdir(exist_ok=True)
     started = time.monotonic()
     host = machine()  # before the run: its load average is what else the machine was doing
+    report = fanout.Report(metrics=[], details={}, profiles={})
+    wanted = [args.only] if args.only else list(GROUPS)
     try:
-        report = fanout.run(
-            work, followers=args.followers, timeout=args.timeout, profile_dir=profile_dir
-        )
-        if args.what_if:
-            report.metrics += whatif.run(work, followers=args.followers, timeout=args.timeout)
+        if "fanout" in wanted:
+            report = fanout.run(
+                work, followers=args.followers, timeout=args.timeout, profile_dir=profile_dir
+            )
+            if args.what_if:
+                report.metrics += whatif.run(work, followers=args.followers, timeout=args.timeout)
+        others: dict[str, Callable[[], tuple[list[Metric], dict[str, Any]]]] = {
+            "pages": lambda: pages.run(work, sizes=sizes),
+            "inbox": lambda: inbox_bench.run(work),
+            "startup": lambda: startup.run(work),
+        }
+        for name, bench in others.items():
+            if name in wanted:
+                print(f"running {name} …", flush=True)
+                metrics, details = bench()
+                report.metrics += metrics
+                report.details[name] = details
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

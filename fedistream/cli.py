@@ -1,4 +1,4 @@
-"""The `fedistream` command: serve, init, passwd, post, import, export, backup.
+"""The `fedistream` command: serve, init, passwd, post, import, export, backup, doctor.
 
 Every command reads the same settings (defaults < fedistream.toml < FEDISTREAM_* env < flags), so a
 command run beside a running server works on the same database.
@@ -66,8 +66,10 @@ async def _prepare(settings: Settings) -> str | None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from fedistream import logs
     from fedistream.app import build_app
 
+    logs.configure(args.log_level, args.log_format)
     generated = asyncio.run(_prepare(settings))
     if generated:
         print(
@@ -88,6 +90,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         proxy_headers=bool(settings.trusted_proxy),
         forwarded_allow_ips=settings.trusted_proxy or "127.0.0.1",
         log_level=args.log_level,
+        # Logging is configured above (logfmt/JSON lines); requests are logged by the app's
+        # own middleware (web.access_log), so uvicorn's access log would only repeat them.
+        log_config=None,
+        access_log=False,
         server_header=False,
         ssl_certfile=str(settings.tls_certfile) if settings.tls_certfile else None,
         ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
@@ -235,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
+    serve.add_argument(
+        "--log-format", default="text", choices=["text", "json"], help="logfmt lines or JSON"
+    )
 
     init = sub.add_parser("init", help="write fedistream.toml (asks, or takes flags)")
     init.add_argument("--base-url")
@@ -254,9 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_argument("--title")
     post.add_argument("--cw", help="content warning")
 
-    from fedistream import cli_data
+    from fedistream import cli_data, doctor
 
     cli_data.add_parsers(sub)
+    doctor.add_parser(sub)
     return parser
 
 
@@ -273,9 +283,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return cmd_serve(args, settings)
     commands: dict[str, CommandFn] = {"passwd": cmd_passwd, "post": cmd_post}
-    from fedistream import cli_data
+    from fedistream import cli_data, doctor
 
     commands.update(cli_data.COMMANDS)
+    commands["doctor"] = doctor.cmd_doctor
     try:
         return asyncio.run(commands[args.command](args, settings))
     except FedistreamError as exc:

@@ -173,6 +173,10 @@ def _host(url: str) -> str:
         return ""
 
 
+def _is_web_url(value: str) -> bool:
+    return value.lower().startswith(("https://", "http://"))
+
+
 def _object_id(activity: dict[str, Any]) -> str:
     object_id = id_of(first_value(activity.get("object")))
     if object_id is None:
@@ -320,6 +324,10 @@ def classify(activity: Any, *, our_actor: str) -> Command:
         if kind == "Delete":
             return _delete(actor, activity)
         raise BadActivity("activity has no id")
+    if _is_web_url(activity_id) and _host(activity_id) != _host(actor):
+        # Inbox rows are keyed by activity id: an id on another server would claim it, and the
+        # activity that server really sends later would be dropped as a replay.
+        raise BadActivity("activity id on another host than its actor")
     match kind:
         case "Follow":
             if _object_id(activity) != our_actor:

@@ -68,6 +68,12 @@ def _is_web_url(value: Any) -> bool:
     return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
+def _web_url_or_none(value: str | None) -> str | None:
+    # The owner UI links to what a note answers: a `javascript:` "reply target" must not become
+    # a link, and no post we could thread it under has an id that is not an http(s) URL.
+    return value if _is_web_url(value) else None
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
@@ -190,7 +196,7 @@ def parse_note(obj: Any) -> RemoteNote:
         type=kind,
         actor_id=actor_id,
         url=url or note_id,
-        in_reply_to=id_of(first_value(obj.get("inReplyTo"))),
+        in_reply_to=_web_url_or_none(id_of(first_value(obj.get("inReplyTo")))),
         content_html=content,
         name=name,
         summary=summary,

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ from datetime import UTC, datetime
 
 import httpx
 
+from fedistream.core.logfmt import logfmt
 from fedistream.core.retry import Decision, Outcome, classify
+from fedistream.core.timefmt import to_iso
 from fedistream.errors import RemoteFetchFailed
 from fedistream.federation.http import FetchRefused, post_signed
 from fedistream.federation.signing import Signer
@@ -230,7 +233,9 @@ class DeliveryWorker:
     async def _deliver(self, row: Claimed) -> None:
         try:
             async with self._host_slot(row.host), self._sending:
+                started = time.perf_counter()
                 result = await self._post(row)
+                took_ms = round((time.perf_counter() - started) * 1000, 1)
             done_at = self._now()
             decision = self._decide(row, result, done_at)
             # With a status, `error` is the peer's own explanation; without one the reason
@@ -247,14 +252,23 @@ class DeliveryWorker:
                     done_at,
                 )
             )
+            # One logfmt line per attempt (same shape as web.access_log's request lines).
+            retry_at = decision.next_attempt_at
+            fields = {
+                "event": "delivery",
+                "activity": row.activity_id,
+                "inbox_host": row.host,
+                "status": result.status,
+                "outcome": str(decision.outcome),
+                "attempt": row.attempts + 1,
+                "duration_ms": took_ms,
+                "next_attempt": to_iso(retry_at) if retry_at is not None else None,
+                "reason": explained,
+            }
             log.log(
                 logging.WARNING if decision.outcome is Outcome.GIVE_UP else logging.INFO,
-                "delivery %s to %s: status=%s outcome=%s (%s)",
-                row.activity_id,
-                row.host,
-                result.status if result.status is not None else "-",
-                decision.outcome,
-                explained,
+                logfmt(fields),
+                extra={"fields": fields},
             )
             if result.status == 410 and row.recipient and self._on_gone is not None:
                 # A personal inbox answering 410: that account is gone (INTEROP R1 "gone").

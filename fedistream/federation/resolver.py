@@ -36,6 +36,10 @@ log = logging.getLogger("fedistream.resolver")
 
 REFETCH_INTERVAL = timedelta(days=1)  # a cached actor older than this is fetched again
 FORCED_REFETCH_COOLDOWN = timedelta(minutes=5)  # R29: one forced refetch per host per 5 min
+# First-sight key fetches per host: a burst, then one more per interval. Made-up key ids
+# (`/users/u123#main-key`) would otherwise have us GET the host they name once per request.
+NEW_KEY_BURST = 30
+NEW_KEY_INTERVAL = timedelta(seconds=2)
 _SELF_LINK_TYPES = (
     "application/activity+json",
     'application/ld+json; profile="https://www.w3.org/ns/activitystreams"',
@@ -69,6 +73,8 @@ class ActorResolver:
         refetch_interval: timedelta = REFETCH_INTERVAL,
         refetch_cooldown: timedelta = FORCED_REFETCH_COOLDOWN,
         allow_private_networks: bool = False,
+        new_key_burst: int = NEW_KEY_BURST,
+        new_key_interval: timedelta = NEW_KEY_INTERVAL,
     ) -> None:
         self._db = db
         self._client = client
@@ -79,6 +85,9 @@ class ActorResolver:
         self._allow_private = allow_private_networks
         self._known: set[str] | None = None
         self._last_forced: dict[str, datetime] = {}  # host → time of its last forced refetch
+        self._new_key_burst = new_key_burst
+        self._new_key_interval = new_key_interval
+        self._new_key_tokens: dict[str, tuple[float, datetime]] = {}  # host → (tokens, as of)
 
     # --- ActorDirectory ---
 
@@ -103,6 +112,8 @@ class ActorResolver:
         cached = await actor_store.get_by_key_id(self._db, key_id)
         if cached is not None and not self._should_fetch(cached, key_id, refresh):
             return cached.actor
+        if cached is None:
+            await self._check_new_key(key_id)
         try:
             return await self._fetch_key_owner(key_id)
         except RemoteFetchFailed as exc:
@@ -218,6 +229,41 @@ class ActorResolver:
                 h: t for h, t in self._last_forced.items() if now - t < self._cooldown
             }
         self._last_forced[host] = now
+        return True
+
+    async def _check_new_key(self, key_id: str) -> None:
+        """R29 for key ids we do not know: raise instead of fetching when the fetch is not due.
+
+        A new key id on an actor we hold fresh (`…#key-7`) is a refetch of that actor, so the
+        forced-refetch cool-down applies; any other is a first sight, drawn from the host's
+        budget (503 when it is spent: peers retry later, as for any key we cannot fetch).
+        """
+        owner = await actor_store.get(self._db, urldefrag(key_id).url)
+        if owner is not None and self._now() - owner.fetched_at < self._refetch_interval:
+            if not self._may_force(key_id):
+                raise ActorUnusable(f"{owner.actor.id} does not list {key_id} among its keys")
+            return
+        if not self._may_fetch_new_key(key_id):
+            raise RemoteFetchFailed(
+                f"too many unknown keys from {domain_of(key_id)} just now; try again later"
+            )
+
+    def _may_fetch_new_key(self, url: str) -> bool:
+        """A token bucket per host: `new_key_burst` tokens, one back per `new_key_interval`."""
+        now = self._now()
+        host = domain_of(url)
+        tokens, as_of = self._new_key_tokens.get(host, (float(self._new_key_burst), now))
+        tokens = min(float(self._new_key_burst), tokens + (now - as_of) / self._new_key_interval)
+        if len(self._new_key_tokens) > 1000:  # forget hosts whose bucket has filled up again
+            full_after = self._new_key_interval * self._new_key_burst
+            self._new_key_tokens = {
+                h: (t, at) for h, (t, at) in self._new_key_tokens.items() if now - at < full_after
+            }
+        if tokens < 1:
+            self._new_key_tokens[host] = (tokens, now)
+            log.info("not fetching key %s: %s spent its budget for unknown keys", url, host)
+            return False
+        self._new_key_tokens[host] = (tokens - 1, now)
         return True
 
     @staticmethod

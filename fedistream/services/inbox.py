@@ -189,9 +189,11 @@ async def process_row(
 ) -> str:
     """Apply one stored row; returns its new state. An unexpected error rolls the effects back
     and, unless this is the `last_try`, leaves the row 'pending' to be applied again."""
-    activity = json.loads(row["json"])
     stamp = to_iso(now)
     try:
+        # Reading the row is inside the try: one that cannot be read (nested past the parser's
+        # limit, say) is marked failed instead of stopping every row queued behind it.
+        activity = json.loads(row["json"])
         command = inbound.classify(activity, our_actor=policy.urls.actor)
     except Exception as exc:  # pure and deterministic: trying again would fail again
         reason = (

@@ -143,6 +143,20 @@ def validate_links(pairs: list[tuple[str, str]]) -> tuple[ProfileLink, ...]:
     return tuple(links)
 
 
+def profile_text(display_name: str, bio_source: str) -> tuple[str, str]:
+    """The display name and bio as they will be saved; BadInput says what to change. Callers
+    check this before storing the form's images, so a refused form leaves none behind."""
+    name = " ".join(display_name.split())
+    if not name:
+        raise BadInput("The display name cannot be empty.")
+    if len(name) > 100:
+        raise BadInput("The display name is at most 100 characters.")
+    bio = bio_source.replace("\r\n", "\n").strip()
+    if len(bio) > 5000:
+        raise BadInput("The bio is at most 5,000 characters.")
+    return name, bio
+
+
 async def update_profile(
     db: Database,
     current: Profile,
@@ -153,14 +167,7 @@ async def update_profile(
     avatar: str | None,
     header: str | None,
 ) -> Profile:
-    name = " ".join(display_name.split())
-    if not name:
-        raise BadInput("The display name cannot be empty.")
-    if len(name) > 100:
-        raise BadInput("The display name is at most 100 characters.")
-    bio = bio_source.replace("\r\n", "\n").strip()
-    if len(bio) > 5000:
-        raise BadInput("The bio is at most 5,000 characters.")
+    name, bio = profile_text(display_name, bio_source)
     profile = Profile(
         display_name=name,
         bio_source=bio,

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import aiosqlite
 
-from fedistream.core.retry import Outcome
+from fedistream.core.retry import GIVE_UP_AFTER, Outcome
 from fedistream.core.timefmt import parse_iso, to_iso
 from fedistream.store.db import Database
 
@@ -293,3 +293,120 @@ async def counts(db: Database) -> dict[str, int]:
     for row in rows:
         result[row["state"]] = row["n"]
     return result
+
+
+# --- per-instance health (/admin/federation) ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceHealth:
+    """How deliveries to one host are going, over every row ever queued for it."""
+
+    host: str
+    sent: int
+    pending: int
+    dead: int
+    last_success: datetime | None
+    last_failure: datetime | None  # the latest attempt that did not deliver (or a give-up)
+    next_attempt_at: datetime | None  # the earliest pending row's turn
+    backoff_attempts: int  # the most attempts a pending row has made: how deep in back-off
+    last_status: int | None  # of the latest failure
+    last_error: str | None
+
+    @property
+    def state(self) -> str:
+        """`retrying` (rows in back-off), `failing` (the latest word was a failure), or `ok`."""
+        if self.pending and self.backoff_attempts:
+            return "retrying"
+        if self.last_failure and (not self.last_success or self.last_failure > self.last_success):
+            return "failing"
+        return "ok"
+
+
+# One grouped walk of deliveries_host (host, state, updated_at, attempts, next_attempt_at): no
+# table access, no sort. The latest failure's status and error come from one row per host,
+# found by an exact seek on that same index (host, state, updated_at).
+_HEALTH = """
+WITH g AS (
+    SELECT host,
+        sum(state = 'sent') AS sent,
+        sum(state = 'pending') AS pending,
+        sum(state = 'dead') AS dead,
+        max(CASE WHEN state = 'sent' THEN updated_at END) AS last_success,
+        max(CASE WHEN state = 'dead' OR (state = 'pending' AND attempts > 0)
+            THEN updated_at END) AS last_failure,
+        min(CASE WHEN state = 'pending' THEN next_attempt_at END) AS next_attempt_at,
+        coalesce(max(CASE WHEN state = 'pending' THEN attempts END), 0) AS backoff_attempts
+    FROM deliveries GROUP BY host
+)
+SELECT g.*, e.last_status, e.last_error FROM g
+LEFT JOIN deliveries e ON e.id = (
+    SELECT f.id FROM deliveries f
+    WHERE f.host = g.host AND f.state IN ('pending', 'dead') AND f.updated_at = g.last_failure
+      AND (f.state = 'dead' OR f.attempts > 0)
+    LIMIT 1
+)
+ORDER BY (g.last_failure > coalesce(g.last_success, '')) DESC, g.pending DESC, g.host
+LIMIT ?
+"""
+
+
+def _when(value: str | None) -> datetime | None:
+    return parse_iso(value) if value else None
+
+
+async def instance_health(db: Database, limit: int = 1000) -> list[InstanceHealth]:
+    """Every host we deliver to (troubled ones first, then by name), at most `limit`."""
+    rows = await db.fetchall(_HEALTH, (limit,))
+    return [
+        InstanceHealth(
+            host=row["host"],
+            sent=row["sent"],
+            pending=row["pending"],
+            dead=row["dead"],
+            last_success=_when(row["last_success"]),
+            last_failure=_when(row["last_failure"]),
+            next_attempt_at=_when(row["next_attempt_at"]),
+            backoff_attempts=row["backoff_attempts"],
+            last_status=row["last_status"],
+            last_error=row["last_error"],
+        )
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    rescheduled: int  # pending rows made due now
+    revived: int  # dead rows made pending again
+
+
+# Rows store.blocks gave up on carry this error; a retry must never undo a block.
+_BLOCKED_ERROR = "recipient blocked"
+
+
+async def retry_host_now(
+    db: Database, host: str, now: datetime, *, revive_dead: bool = False
+) -> Retried:
+    """Make `host`'s pending rows due at `now` (the worker then takes them at its per-host
+    pace); with `revive_dead`, also give another chance to rows that died less than the retry
+    policy's give-up age ago (older ones would die again at once), except blocked recipients.
+    Attempt counts and `updated_at` are kept: they are the history the health page shows."""
+    stamp = to_iso(now)
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "UPDATE deliveries SET next_attempt_at = ? "
+            "WHERE host = ? AND state = 'pending' AND next_attempt_at > ?",
+            (stamp, host, stamp),
+        )
+        rescheduled = cursor.rowcount
+        revived = 0
+        if revive_dead:
+            cursor = await conn.execute(
+                "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, lease_until = NULL "
+                "WHERE host = ? AND state = 'dead' AND created_at > ? "
+                "AND coalesce(last_error, '') <> ?",
+                (stamp, host, to_iso(now - GIVE_UP_AFTER), _BLOCKED_ERROR),
+            )
+            revived = cursor.rowcount
+    return Retried(rescheduled=rescheduled, revived=revived)

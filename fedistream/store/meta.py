@@ -48,3 +48,17 @@ async def bump_stream_version(conn: aiosqlite.Connection) -> None:
 
 async def stream_version(db: Database) -> str:
     return await get(db, STREAM_VERSION) or "0"
+
+
+async def versions(db: Database) -> tuple[str, int]:
+    """(stream_version, the reader connection's `data_version`) in one query. `data_version`
+    changes whenever another connection commits anything (our writer, another process): a
+    validator for cached pages that no write path can forget to bump. Per connection only."""
+    row = await db.fetchone(
+        "SELECT (SELECT value FROM meta WHERE key = ?) AS stream, "
+        "(SELECT data_version FROM pragma_data_version()) AS data",
+        (STREAM_VERSION,),
+    )
+    if row is None:
+        return "0", 0
+    return str(row["stream"] or "0"), int(row["data"])

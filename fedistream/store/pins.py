@@ -11,9 +11,11 @@ import aiosqlite
 
 from fedistream.store.db import Database
 
-# Newest pin first; the rowid breaks ties between pins made in the same second.
+# Newest pin first; the rowid breaks ties between pins made in the same second. CROSS JOIN
+# makes SQLite walk the few pins and look each thought up: with a plain JOIN it chose to scan
+# every live thought and probe pins (O(thoughts): 70 ms per `/` at 1M, bench/README.md).
 _LIVE_PINS = (
-    "SELECT p.post_id FROM pins p JOIN posts t ON t.id = p.post_id "
+    "SELECT p.post_id FROM pins p CROSS JOIN posts t ON t.id = p.post_id "
     "WHERE t.deleted_at IS NULL ORDER BY p.pinned_at DESC, p.rowid DESC"
 )
 

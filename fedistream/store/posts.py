@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import sqlite3
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
@@ -195,7 +196,8 @@ def fts_query(user_query: str) -> str | None:
 
     Quoting each word means FTS5 operators and syntax errors cannot come from user input.
     """
-    words = [w.replace('"', "") for w in user_query.split()]
+    # A NUL would end the query string inside SQLite's FTS5 parser ("unterminated string").
+    words = [w.replace('"', "").replace("\x00", "") for w in user_query.split()]
     words = [w for w in words if w.strip()][:20]
     if not words:
         return None
@@ -228,9 +230,28 @@ async def search(db: Database, user_query: str, limit: int, offset: int = 0) -> 
     ]
 
 
+# Counting live thoughts walks the whole posts_live_id index: ~0.1–0.3 s at 1M thoughts, on
+# every `/` and outbox request. The count only changes when a thought is added (max(seq) moves)
+# or deleted (the services bump stream_version), so it is remembered per database until then.
+_live_counts: weakref.WeakKeyDictionary[Database, tuple[str, int]] = weakref.WeakKeyDictionary()
+_COUNT_KEY = (
+    "SELECT coalesce((SELECT value FROM meta WHERE key = 'stream_version'), '0') || '/' || "
+    "coalesce((SELECT max(seq) FROM posts), 0)"
+)
+
+
 async def count_live(db: Database) -> int:
-    row = await db.fetchone("SELECT count(*) FROM posts WHERE deleted_at IS NULL")
-    return int(row[0]) if row else 0
+    row = await db.fetchone(_COUNT_KEY)
+    key = str(row[0]) if row else ""
+    known = _live_counts.get(db)
+    if known is not None and known[0] == key:
+        return known[1]
+    # Key and count in one statement (one snapshot): a count is never filed under an older key.
+    row = await db.fetchone(f"SELECT ({_COUNT_KEY}), count(*) FROM posts WHERE deleted_at IS NULL")
+    if row is None:
+        return 0
+    _live_counts[db] = (str(row[0]), int(row[1]))
+    return int(row[1])
 
 
 async def iter_all(db: Database, batch: int = 500) -> AsyncIterator[Post]:

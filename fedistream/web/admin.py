@@ -17,8 +17,9 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from fedistream.core.ids import looks_like_id
+from fedistream.core.images import PreparedImage
 from fedistream.core.render import render_markdown
-from fedistream.errors import BadInput, NotFound, PayloadTooLarge, TooManyRequests
+from fedistream.errors import BadInput, NotFound, TooManyRequests
 from fedistream.services import actor as actor_service
 from fedistream.services import attachments as attachment_service
 from fedistream.services import media as media_service
@@ -28,7 +29,7 @@ from fedistream.services import posts as post_service
 from fedistream.services.posts import Draft
 from fedistream.store import notifications as notification_store
 from fedistream.store import posts as post_store
-from fedistream.web import composer
+from fedistream.web import bodylimit, composer
 from fedistream.web.context import context
 from fedistream.web.public import site_context
 from fedistream.web.security import (
@@ -60,9 +61,20 @@ NOTICES = {
 }
 
 
-async def _read_form(request: Request, max_part_size: int = 1024 * 1024) -> FormData:
+MAX_FORM_BYTES = 1024 * 1024  # an owner form without images (a thought is far smaller)
+MAX_LOGIN_BYTES = 64 * 1024  # a password and two tokens: anyone may send this form
+
+
+async def _read_form(
+    request: Request, max_part_size: int = 1024 * 1024, *, max_bytes: int = MAX_FORM_BYTES
+) -> FormData:
+    """The form, refused (413) as soon as the body passes `max_bytes`: Starlette would spool
+    file parts of any size to disk, even on the login form."""
+    limited = bodylimit.within(
+        request, max_bytes, f"The form is larger than {max_bytes // 1024} KiB: nothing was saved."
+    )
     try:
-        return await request.form(max_files=4, max_fields=50, max_part_size=max_part_size)
+        return await limited.form(max_files=4, max_fields=50, max_part_size=max_part_size)
     except (MultiPartException, HTTPException) as exc:
         raise BadInput("The form could not be read; it may be too large.") from exc
 
@@ -116,7 +128,7 @@ async def login_form(request: Request) -> Response:
 
 async def login(request: Request) -> Response:
     ctx = context(request)
-    form = await _read_form(request)
+    form = await _read_form(request, max_bytes=MAX_LOGIN_BYTES)
     cookie_token = request.cookies.get("fedistream_login_csrf", "")
     next_path = _safe_next(form.get("next"))
     if not cookie_token:
@@ -227,11 +239,7 @@ def _preview_html(draft: Draft) -> str:
 async def _compose_form(request: Request) -> tuple[OwnerSession, FormData]:
     """The composer's multipart form (text and up to four images), CSRF checked."""
     session = await require_owner(request)
-    if composer.too_large(request, context(request).settings):
-        raise PayloadTooLarge(
-            "The form is larger than four images within the upload limit: nothing was saved."
-        )
-    form = await composer.read_form(request)
+    form = await composer.read_form(request, context(request).settings)
     check_csrf(session.csrf_token, form.get("csrf"))
     return session, form
 
@@ -425,13 +433,8 @@ async def save_profile(request: Request) -> Response:
     ctx = context(request)
     session = await require_owner(request)
     limit = ctx.settings.max_upload_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > 2 * limit + 256 * 1024:
-        return await _profile_page(
-            request, session, status=413, error=media_service.too_large_message(limit)
-        )
-    try:
-        form = await _read_form(request, max_part_size=limit + 1)
+    try:  # an avatar and a header within the limit, and the text fields
+        form = await _read_form(request, max_part_size=limit + 1, max_bytes=2 * limit + 256 * 1024)
     except BadInput:
         return await _profile_page(
             request, session, status=413, error=media_service.too_large_message(limit)
@@ -446,18 +449,18 @@ async def save_profile(request: Request) -> Response:
                 for i in range(owner.MAX_LINKS)
             ]
         )
-        avatar_data = await _upload(form, "avatar")
-        header_data = await _upload(form, "header")
-        avatar = (
-            await media_service.store_image(ctx.db, ctx.settings, avatar_data, "avatar")
-            if avatar_data
-            else None
-        )
-        header = (
-            await media_service.store_image(ctx.db, ctx.settings, header_data, "header")
-            if header_data
-            else None
-        )
+        owner.profile_text(values.get("display_name", ""), values.get("bio", ""))  # before images
+        # Both images are checked before either is saved: a refused header keeps no avatar.
+        prepared: dict[str, PreparedImage] = {}
+        for kind in ("avatar", "header"):
+            data = await _upload(form, kind)
+            if data:
+                prepared[kind] = await media_service.prepare(ctx.settings, data, kind)
+        saved = {
+            kind: await media_service.save_prepared(ctx.db, ctx.settings, image, kind)
+            for kind, image in prepared.items()
+        }
+        avatar, header = saved.get("avatar"), saved.get("header")
         await owner.update_profile(
             ctx.db,
             current,

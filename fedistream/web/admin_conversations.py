@@ -93,7 +93,10 @@ async def notifications_page(request: Request) -> Response:
     ctx = context(request)
     session = await require_owner(request)
     before_text = request.query_params.get("before", "")
-    before = int(before_text) if before_text.isdigit() else None
+    # ASCII digits only ("²".isdigit() is true, int("²") fails) and no more than an SQLite
+    # integer holds: any other cursor shows the first page.
+    digits = before_text.isascii() and before_text.isdigit() and len(before_text) <= 18
+    before = int(before_text) if digits else None
     rows = await notification_store.page(ctx.db, before, NOTIFICATIONS_PAGE + 1)
     shown = rows[:NOTIFICATIONS_PAGE]
     items = [_notification_item(row) for row in shown]

@@ -21,6 +21,7 @@ from fedistream.services.attachments import ImageAttachment, Slot
 from fedistream.services.media import too_large_message
 from fedistream.settings import Settings
 from fedistream.store.db import Database
+from fedistream.web.bodylimit import within
 
 # Room to say "at most four" about a crafted fifth file instead of failing to read the form.
 MAX_FORM_FILES = 2 * attachment_service.MAX_ATTACHMENTS
@@ -30,17 +31,21 @@ _SLOT_FIELD = re.compile(r"^(image|media|alt|remove)_([1-8])$")
 WITHOUT_ALT = "without_alt"
 
 
-def too_large(request: Request, settings: Settings) -> bool:
-    """Refuse before reading a body that cannot fit four images and the text."""
-    declared = request.headers.get("content-length", "")
-    limit = attachment_service.MAX_ATTACHMENTS * settings.max_upload_bytes + 2 * MAX_TEXT_PART
-    return declared.isdigit() and int(declared) > limit
+def form_limit(settings: Settings) -> int:
+    """The most a composer form can need: four images and the text."""
+    return attachment_service.MAX_ATTACHMENTS * settings.max_upload_bytes + 2 * MAX_TEXT_PART
 
 
-async def read_form(request: Request) -> FormData:
-    """The form; files are spooled to disk by Starlette, so a big one costs no memory."""
+async def read_form(request: Request, settings: Settings) -> FormData:
+    """The form; files are spooled to disk by Starlette, so a big one costs no memory. A body
+    over `form_limit` is refused (PayloadTooLarge) before it is read to the end."""
+    limited = within(
+        request,
+        form_limit(settings),
+        "The form is larger than four images within the upload limit: nothing was saved.",
+    )
     try:
-        return await request.form(
+        return await limited.form(
             max_files=MAX_FORM_FILES, max_fields=60, max_part_size=MAX_TEXT_PART
         )
     except (MultiPartException, HTTPException) as exc:

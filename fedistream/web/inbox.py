@@ -1,20 +1,22 @@
 """POST /inbox, the one inbox (personal and shared): hostile until size, shape and signature pass.
 
 Order of checks (INTEROP R31): size (413, before reading it all) → content type → signed at all
-(401) → JSON shape (400) → signature syntax, Date window and Digest (400/401) → keyId on a
-blocked domain (403) → the signer's key, fetched or cached (503 when it cannot be fetched) →
-verify, with one refetch on failure for key rotation (R29) → signer blocked (403) → signer ==
-activity actor (R30) → the actor acts only on its own objects (R30,
+(401) → JSON shape (400) → addressed to our Host (401) → signature syntax, Date window and
+Digest (400/401) → keyId on a blocked domain (403) → the signer's key, fetched or cached (503
+when it cannot be fetched) → verify, with one refetch on failure for key rotation (R29) → signer
+blocked (403) → signer == activity actor (R30) → the actor acts only on its own objects (R30,
 R54; 400) → store (idempotent by id) → 202. Errors are `{"error": "…"}` so the peer's operator
 can see what was wrong; nothing refused is stored.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -96,6 +98,21 @@ def _parse_activity(body: bytes) -> dict[str, Any]:
     return activity
 
 
+def _check_addressed_to_us(host: str, base_url: str) -> None:
+    """The signature covers the Host (cavage `host`, RFC 9421 `@target-uri`) as the client sent
+    it, so a request signed for another server and replayed here with that server's Host would
+    verify: it must name us (R24)."""
+    parts = urlsplit(base_url)
+    default = ":443" if parts.scheme == "https" else ":80"
+    ours = parts.netloc.lower().removesuffix(default)
+    if host.strip().lower().removesuffix(default) != ours:
+        raise InboxRefusal(
+            401,
+            f"The request is addressed to {host or 'no host'}, not to this server ({ours}): "
+            "a signature made for another server is not accepted here.",
+        )
+
+
 def _check_meaning(activity: dict[str, Any], our_actor: str) -> None:
     """R30/R54 beyond the signer: an actor may only create, change or delete its own objects.
     Checked here (pure, no fetch) so a refused activity is never stored, only answered 400."""
@@ -126,10 +143,17 @@ async def _signer(ctx: WebContext, key_id: str, *, refresh: bool) -> RemoteActor
         raise InboxRefusal(401, f"The signing key {key_id} is unusable: {exc}") from exc
 
 
+@functools.lru_cache(maxsize=1024)
+def _public_key(pem: str) -> httpsig.PublicKey:
+    """Parsed once per PEM (key objects are immutable): reparsing on every POST costs ~10 % of
+    inbox throughput (DESIGN.md). A PEM that does not parse raises, and is not cached."""
+    return httpsig.load_public_key(pem)
+
+
 def _verify(request: httpsig.HttpRequest, signer: RemoteActor, now: datetime) -> None:
     if not signer.public_key_pem:
         raise httpsig.SignatureMismatch(f"Actor {signer.id} publishes no public key")
-    httpsig.verify_request(request, httpsig.load_public_key(signer.public_key_pem), now)
+    httpsig.verify_request(request, _public_key(signer.public_key_pem), now)
 
 
 async def _verified_signer(
@@ -164,6 +188,7 @@ async def inbox(request: Request) -> Response:
         activity = _parse_activity(body)
         actor_id = id_of(activity["actor"])
         assert actor_id is not None
+        _check_addressed_to_us(request.headers.get("host", ""), ctx.settings.base_url)
         # The signature covers the path exactly as sent (R24), so use the raw bytes.
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
         query = request.scope.get("query_string", b"")

@@ -21,6 +21,7 @@ from fedistream.services import remote_media as remote_media_service
 from fedistream.store import interactions as interaction_store
 from fedistream.store import posts as post_store
 from fedistream.web.context import context
+from fedistream.web.page_cache import cached_page
 from fedistream.web.templating import render, templates_dir
 
 PAGE_SIZE = 20
@@ -47,6 +48,7 @@ def _cursor(request: Request) -> str | None:
     return before
 
 
+@cached_page
 async def stream(request: Request) -> Response:
     ctx = context(request)
     cursor = _cursor(request)
@@ -70,6 +72,7 @@ async def stream(request: Request) -> Response:
     )
 
 
+@cached_page
 async def permalink(request: Request) -> Response:
     ctx = context(request)
     post_id = request.path_params["post_id"]
@@ -97,6 +100,7 @@ async def permalink(request: Request) -> Response:
     )
 
 
+@cached_page
 async def tag(request: Request) -> Response:
     ctx = context(request)
     name = normalize_tag(request.path_params["tag"])

@@ -318,11 +318,20 @@ async def test_delivers_signed_exact_bytes_and_records_sent(
     assert len(lines) == 1
     assert ACTIVITY_ID in lines[0] and sink.host in lines[0]
     assert "status=202" in lines[0] and "outcome=sent" in lines[0]
+    # One logfmt line per attempt, the same fields the JSON log output carries.
+    assert lines[0].startswith(f"event=delivery activity={ACTIVITY_ID} inbox_host={sink.host} ")
+    assert " attempt=1 " in lines[0] and " next_attempt=- " in lines[0]
 
 
 async def test_500_then_202_is_retried_on_schedule(
-    db: Database, client: httpx.AsyncClient, signer: Signer, clock: Clock, make_sink: Sinks
+    db: Database,
+    client: httpx.AsyncClient,
+    signer: Signer,
+    clock: Clock,
+    make_sink: Sinks,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="fedistream.delivery")
     sink = await make_sink()
     sink.script["/inbox"] = [Reply(500, body=b"<h1>oops</h1>"), Reply(202)]
     inbox = sink.url("/inbox")
@@ -344,6 +353,10 @@ async def test_500_then_202_is_retried_on_schedule(
     assert (row["state"], row["attempts"], row["last_status"]) == ("sent", 2, 202)
     assert [r.body for r in sink.received] == [ACTIVITY_JSON.encode()] * 2
     assert all(r.signer == KEY_ID for r in sink.received)  # re-signed with the new Date
+    first, second = [r.getMessage() for r in caplog.records if r.name == "fedistream.delivery"]
+    assert "status=500 outcome=retry attempt=1 " in first
+    assert "next_attempt=2026-03-01T12:00:30Z" in first and "oops" in first
+    assert "status=202 outcome=sent attempt=2 " in second
 
 
 async def test_429_retry_after_is_honoured(

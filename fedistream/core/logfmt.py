@@ -1,0 +1,35 @@
+"""logfmt: `key=value` log lines that people read and `grep`/Loki/Vector parse. Layer: core (pure).
+
+Values with spaces, quotes, `=` or control characters are double-quoted with backslash escapes,
+so one event is always one line (a peer's error body with a newline in it cannot split it).
+None is written as `-`, the way access logs say "no value".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+_NEEDS_QUOTES = frozenset(' "=\\')
+
+
+def format_value(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    text = str(value)
+    if text and not any(c in _NEEDS_QUOTES or c < " " or c == "\x7f" for c in text):
+        return text
+    escaped = (
+        text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    )
+    # Other control characters (a tab, an escape sequence from a hostile peer) as \xNN.
+    escaped = "".join(c if c >= " " and c != "\x7f" else f"\\x{ord(c):02x}" for c in escaped)
+    return f'"{escaped}"'
+
+
+def logfmt(fields: Mapping[str, object]) -> str:
+    """`{"a": 1, "b": "x y"}` → `a=1 b="x y"`, in the mapping's order."""
+    return " ".join(f"{key}={format_value(value)}" for key, value in fields.items())

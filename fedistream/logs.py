@@ -1,0 +1,101 @@
+"""Log output of `fedistream serve`: one line per event on stderr, as logfmt text or JSON.
+
+Beside `cli.py` (it configures the process, nothing below imports it). Structured events (a
+request, a delivery attempt) carry their fields in `record.fields`; any other record (uvicorn's
+start-up lines, a traceback) becomes `msg="…"`, escaped so it stays on one line.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import logging.handlers
+import queue
+import sys
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from fedistream.core.logfmt import logfmt
+
+FORMATS = ("text", "json")
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    moment = datetime.fromtimestamp(record.created, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "ts": _timestamp(record),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+    }
+    structured = getattr(record, "fields", None)
+    if isinstance(structured, dict):
+        fields.update(structured)
+    else:
+        fields["msg"] = record.getMessage()
+    if record.exc_info:
+        fields["exc"] = logging.Formatter().formatException(record.exc_info)
+    return fields
+
+
+class LogfmtFormatter(logging.Formatter):
+    """`ts=… level=info logger=fedistream.access event=request method=GET …`"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return logfmt(_fields(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, the same keys as the logfmt output."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(_fields(record), ensure_ascii=False, default=str)
+
+
+def configure(
+    level: str = "info", fmt: str = "text", stream: TextIO | None = None
+) -> Callable[[], None]:
+    """Route every logger (ours and uvicorn's) to stderr in the chosen format; returns `stop`,
+    which writes out what is still queued (also run at exit).
+
+    Lines are formatted where they are logged but written by a background thread: a slow
+    reader of stderr (journald under load) must never block the event loop.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"log format must be one of {FORMATS}, not {fmt!r}")
+    writer = logging.StreamHandler(stream or sys.stderr)
+    writer.setFormatter(logging.Formatter("%(message)s"))  # already formatted when queued
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    handler = logging.handlers.QueueHandler(lines)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    listener = logging.handlers.QueueListener(lines, writer)
+    listener.start()
+    stopped = threading.Event()
+
+    def stop() -> None:
+        if not stopped.is_set():  # once: called by hand (tests) and again at exit
+            stopped.set()
+            listener.stop()
+
+    atexit.register(stop)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # httpx logs every outgoing request at info: one per delivery, already logged by the worker.
+    if root.level > logging.DEBUG:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    # uvicorn's own loggers propagate to ours; its access log is replaced by web.access_log.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.setLevel(logging.NOTSET)  # follow the root level (uvicorn.run sets it again)
+        logger.propagate = True
+    return stop

@@ -1,0 +1,74 @@
+"""`fedistream serve` logging: one line per record on stderr, logfmt or JSON, same keys."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from fedistream import logs
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    httpx_level = logging.getLogger("httpx").level
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+        logging.getLogger("httpx").setLevel(httpx_level)
+
+
+def test_text_format_writes_structured_fields_and_plain_messages(restore_logging: None) -> None:
+    out = io.StringIO()
+    stop = logs.configure("info", "text", stream=out)
+    fields = {"event": "request", "method": "GET", "path": "/", "status": 200}
+    logging.getLogger("fedistream.access").info("ignored text", extra={"fields": fields})
+    logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
+    logging.getLogger("fedistream.delivery").debug("below the level")
+    stop()  # written by a background thread: let it finish
+    first, second = out.getvalue().splitlines()
+    assert first.startswith("ts=") and first.endswith(
+        "level=info logger=fedistream.access event=request method=GET path=/ status=200"
+    )
+    assert second.endswith('level=info logger=uvicorn.error msg="Started server process [42]"')
+
+
+def test_json_format_has_the_same_keys(restore_logging: None) -> None:
+    out = io.StringIO()
+    stop = logs.configure("info", "json", stream=out)
+    fields = {"event": "delivery", "activity": "https://a.test/p/1/activity", "status": None}
+    logging.getLogger("fedistream.delivery").warning("x", extra={"fields": fields})
+    stop()
+    record = json.loads(out.getvalue())
+    assert record["level"] == "warning" and record["logger"] == "fedistream.delivery"
+    assert record["event"] == "delivery" and record["status"] is None
+    assert record["ts"].endswith("Z")
+
+
+def test_a_traceback_stays_on_one_line(restore_logging: None) -> None:
+    out = io.StringIO()
+    stop = logs.configure("info", "text", stream=out)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("fedistream.delivery").exception("failed")
+    stop()
+    (line,) = out.getvalue().splitlines()
+    assert 'msg=failed exc="Traceback' in line and "ValueError: boom" in line
+
+
+def test_httpx_request_lines_are_quiet_unless_debugging(restore_logging: None) -> None:
+    logs.configure("info", "text", stream=io.StringIO())()
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    with pytest.raises(ValueError):
+        logs.configure("info", "yaml")
