@@ -65,25 +65,15 @@ async def _follower_follow(db: Database, urls: Urls, actor_id: str) -> dict[str,
 
 async def approve_follower(db: Database, urls: Urls, actor_id: str) -> None:
     follow = await _follower_follow(db, urls, actor_id)
-    try:
-        async with db.transaction() as conn:
-            await accept_follower(conn, urls, follow, actor_id, datetime.now(UTC))
-    except UnknownActor as exc:  # its account left our cache: nowhere to send the Accept
-        raise BadInput(
-            f"Cannot approve {actor_id}: its server's inbox is no longer known here. "
-            "Remove the request; the account can ask again."
-        ) from exc
+    async with db.transaction() as conn:
+        await accept_follower(conn, urls, follow, actor_id, datetime.now(UTC))
 
 
 async def remove_follower(db: Database, urls: Urls, actor_id: str) -> None:
     """Reject a pending request, or remove an accepted follower (their server unfollows)."""
     follow = await _follower_follow(db, urls, actor_id)
-    try:
-        async with db.transaction() as conn:
-            await reject_follower(conn, urls, follow, actor_id, datetime.now(UTC))
-    except UnknownActor:  # nowhere to send the Reject: remove the follower here all the same
-        async with db.transaction() as conn:
-            await follower_store.remove_follower(conn, actor_id)
+    async with db.transaction() as conn:
+        await reject_follower(conn, urls, follow, actor_id, datetime.now(UTC))
 
 
 async def follow(db: Database, directory: ActorDirectory, urls: Urls, handle: str) -> str:

@@ -3,6 +3,9 @@ unfollow), the timeline of accounts the owner follows, and per-thought delivery 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -31,6 +34,16 @@ def _actor_field(form: object) -> str:
     return value
 
 
+@contextmanager
+def _answerable() -> Iterator[None]:
+    """A follower whose account left our cache (after its Delete, say) cannot be sent an Accept
+    or a Reject: say so (400) rather than fail (500). Nothing was changed."""
+    try:
+        yield
+    except follows.UnknownActor as exc:
+        raise BadInput(f"Cannot answer it: {exc}. The account can follow again.") from exc
+
+
 async def followers_page(request: Request) -> Response:
     ctx = context(request)
     session = await require_owner(request)
@@ -51,7 +64,8 @@ async def followers_page(request: Request) -> Response:
 async def approve_follower(request: Request) -> Response:
     ctx = context(request)
     _session, form = await owner_form(request)
-    await follows.approve_follower(ctx.db, ctx.urls, _actor_field(form))
+    with _answerable():
+        await follows.approve_follower(ctx.db, ctx.urls, _actor_field(form))
     ctx.wake_delivery()
     return RedirectResponse("/admin/followers?done=approved", status_code=303)
 
@@ -59,7 +73,8 @@ async def approve_follower(request: Request) -> Response:
 async def remove_follower(request: Request) -> Response:
     ctx = context(request)
     _session, form = await owner_form(request)
-    await follows.remove_follower(ctx.db, ctx.urls, _actor_field(form))
+    with _answerable():
+        await follows.remove_follower(ctx.db, ctx.urls, _actor_field(form))
     ctx.wake_delivery()
     return RedirectResponse("/admin/followers?done=removed", status_code=303)
 

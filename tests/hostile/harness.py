@@ -1,6 +1,7 @@
 """What the hostile suite shares: a whole-database snapshot (to prove "nothing stored" and "no
-partial write"), the case counter behind the README's figures, and the real app served by uvicorn
-on loopback in a thread (for tests that need real sockets: slow bodies, real Chromium).
+partial write"), the app's own route list (so new routes are covered without editing a test),
+and the real app served by uvicorn on loopback in a thread (for real sockets: slow bodies,
+real Chromium).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from fedistream.store.db import Database
 from fedistream.web.context import WebContext
@@ -55,6 +57,19 @@ def diff(before: dict[str, list[Any]], after: dict[str, list[Any]]) -> dict[str,
                 "removed": [r for r in old if r not in new][:3],
             }
     return changed
+
+
+def routes_with(app: Any, method: str, prefix: str = "/") -> list[str]:
+    """Every path (with its {params}) the app routes `method` to, under `prefix`."""
+    return sorted(
+        {
+            route.path
+            for route in app.routes
+            if isinstance(route, Route)
+            and route.path.startswith(prefix)
+            and method in (route.methods or ())
+        }
+    )
 
 
 # --- the real app on a real socket ---------------------------------------------------------------

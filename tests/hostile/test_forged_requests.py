@@ -109,6 +109,7 @@ def test_readme_lists_every_forged_case() -> None:
     text = README.read_text()
     missing = [case.id for case in FORGED if f"`{case.id}`" not in text]
     assert missing == []
+    assert f"{len(FORGED)} forged requests" in text  # and the figure is the real one
 
 
 # --- replays: accepted once, no second effect --------------------------------------------------

@@ -27,11 +27,10 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from PIL import Image
 from starlette.datastructures import QueryParams
-from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from tests.conftest import csrf_from, log_in, publish
-from tests.hostile.harness import CACHE_TABLES, diff, snapshot
+from tests.hostile.harness import CACHE_TABLES, diff, routes_with, snapshot
 from tests.hostile.test_malformed_inbox import UNICODE_EDGES
 from tests.web.test_inbox import ALICE, Inbox, _open
 
@@ -40,19 +39,6 @@ EXAMPLES_PER_PAGE = 10
 
 
 # --- what the app has ----------------------------------------------------------------------------
-
-
-def routes_with(app: Any, method: str, prefix: str = "/") -> list[str]:
-    """Every path (with {params}) the app routes `method` to, under `prefix`."""
-    return sorted(
-        {
-            route.path
-            for route in app.routes
-            if isinstance(route, Route)
-            and route.path.startswith(prefix)
-            and method in (route.methods or ())
-        }
-    )
 
 
 class _Forms(HTMLParser):

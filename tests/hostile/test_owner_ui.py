@@ -24,8 +24,7 @@ from starlette.testclient import TestClient
 from fedistream.app import build_app
 from fedistream.settings import load_settings
 from tests.conftest import OWNER_PASSWORD, csrf_from, log_in, publish
-from tests.hostile.harness import diff, snapshot
-from tests.hostile.test_malformed_forms import routes_with
+from tests.hostile.harness import diff, routes_with, snapshot
 from tests.web.test_inbox import ALICE, BASE, Inbox, _open
 
 # --- CSRF on every owner form ------------------------------------------------------------------
