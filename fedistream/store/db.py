@@ -35,6 +35,8 @@ class Database:
     """Owns the connections. Build with `await Database.open(path)`; close with `await close()`."""
 
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        # Values derived from the data and remembered per database (see store/posts.count_live).
+        self.memo: dict[str, Any] = {}
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()

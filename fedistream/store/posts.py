@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import sqlite3
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
@@ -232,8 +231,8 @@ async def search(db: Database, user_query: str, limit: int, offset: int = 0) -> 
 
 # Counting live thoughts walks the whole posts_live_id index: ~0.1–0.3 s at 1M thoughts, on
 # every `/` and outbox request. The count only changes when a thought is added (max(seq) moves)
-# or deleted (the services bump stream_version), so it is remembered per database until then.
-_live_counts: weakref.WeakKeyDictionary[Database, tuple[str, int]] = weakref.WeakKeyDictionary()
+# or deleted (the services bump stream_version), so it is remembered on the Database until then.
+_LIVE_COUNT = "live_count"
 _COUNT_KEY = (
     "SELECT coalesce((SELECT value FROM meta WHERE key = 'stream_version'), '0') || '/' || "
     "coalesce((SELECT max(seq) FROM posts), 0)"
@@ -243,14 +242,14 @@ _COUNT_KEY = (
 async def count_live(db: Database) -> int:
     row = await db.fetchone(_COUNT_KEY)
     key = str(row[0]) if row else ""
-    known = _live_counts.get(db)
+    known = db.memo.get(_LIVE_COUNT)
     if known is not None and known[0] == key:
         return known[1]
     # Key and count in one statement (one snapshot): a count is never filed under an older key.
     row = await db.fetchone(f"SELECT ({_COUNT_KEY}), count(*) FROM posts WHERE deleted_at IS NULL")
     if row is None:
         return 0
-    _live_counts[db] = (str(row[0]), int(row[1]))
+    db.memo[_LIVE_COUNT] = (str(row[0]), int(row[1]))
     return int(row[1])
 
 

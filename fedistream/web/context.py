@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import jinja2
 from starlette.requests import Request
@@ -29,6 +31,8 @@ class WebContext:
     wake_inbox: Callable[[], None] = _nothing  # new inbound activity stored
     wake_delivery: Callable[[], None] = _nothing  # new deliveries queued
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    # Parsed public keys by PEM (key objects are immutable), bounded; see web/inbox.py.
+    public_keys: OrderedDict[str, Any] = field(default_factory=OrderedDict)
 
     @property
     def urls(self) -> Urls:

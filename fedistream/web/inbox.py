@@ -11,7 +11,6 @@ can see what was wrong; nothing refused is stored.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from datetime import UTC, datetime
@@ -143,17 +142,31 @@ async def _signer(ctx: WebContext, key_id: str, *, refresh: bool) -> RemoteActor
         raise InboxRefusal(401, f"The signing key {key_id} is unusable: {exc}") from exc
 
 
-@functools.lru_cache(maxsize=1024)
-def _public_key(pem: str) -> httpsig.PublicKey:
+MAX_CACHED_KEYS = 1024
+
+
+def _public_key(ctx: WebContext, pem: str) -> httpsig.PublicKey:
     """Parsed once per PEM (key objects are immutable): reparsing on every POST costs ~10 % of
-    inbox throughput (DESIGN.md). A PEM that does not parse raises, and is not cached."""
-    return httpsig.load_public_key(pem)
+    inbox throughput (DESIGN.md). A PEM that does not parse raises, and is not cached. The cache
+    lives on the app context (least recently used keys are dropped)."""
+    cache = ctx.public_keys
+    key = cache.get(pem)
+    if key is None:
+        key = httpsig.load_public_key(pem)
+        cache[pem] = key
+        if len(cache) > MAX_CACHED_KEYS:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(pem)
+    return key
 
 
-def _verify(request: httpsig.HttpRequest, signer: RemoteActor, now: datetime) -> None:
+def _verify(
+    ctx: WebContext, request: httpsig.HttpRequest, signer: RemoteActor, now: datetime
+) -> None:
     if not signer.public_key_pem:
         raise httpsig.SignatureMismatch(f"Actor {signer.id} publishes no public key")
-    httpsig.verify_request(request, _public_key(signer.public_key_pem), now)
+    httpsig.verify_request(request, _public_key(ctx, signer.public_key_pem), now)
 
 
 async def _verified_signer(
@@ -161,12 +174,12 @@ async def _verified_signer(
 ) -> RemoteActor:
     signer = await _signer(ctx, key_id, refresh=False)
     try:
-        _verify(request, signer, now)
+        _verify(ctx, request, signer, now)
     except httpsig.SignatureMismatch:
         # The key may have rotated: fetch it once more (the directory rate-limits per host).
         signer = await _signer(ctx, key_id, refresh=True)
         try:
-            _verify(request, signer, now)
+            _verify(ctx, request, signer, now)
         except httpsig.SignatureError as exc:
             raise InboxRefusal(401, f"Verification failed for {key_id}: {exc.reason}") from exc
     except httpsig.SignatureError as exc:
