@@ -7,6 +7,7 @@ to the report of any test that fails.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -201,3 +203,38 @@ def wait_until(predicate: object, what: str, timeout: float = 20.0) -> None:
             return
         time.sleep(0.2)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for: {what}")
+
+
+FEDERATION_ENV = {"FEDISTREAM_ALLOW_PRIVATE_NETWORKS": "true"}
+
+
+def as2_get(url: str) -> dict[str, Any]:
+    """GET an ActivityStreams document the way a peer does (and check its content type)."""
+    request = urllib.request.Request(url, headers={"Accept": "application/activity+json"})
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback)
+        assert response.headers["Content-Type"].startswith("application/activity+json")
+        document: dict[str, Any] = json.loads(response.read())
+        return document
+
+
+def as2_total(url: str) -> int:
+    return int(as2_get(url)["totalItems"])
+
+
+@contextmanager
+def federating_pair(
+    tmp_path: Path,
+) -> Iterator[tuple[LiveServer, LiveServer, OwnerBrowser, OwnerBrowser]]:
+    """Two real servers that may reach each other on loopback, each owner logged in."""
+    with (
+        running_server(tmp_path / "a", extra_env=FEDERATION_ENV) as a,
+        running_server(tmp_path / "b", extra_env=FEDERATION_ENV) as b,
+    ):
+        owner_a, owner_b = OwnerBrowser(a), OwnerBrowser(b)
+        try:
+            owner_a.log_in()
+            owner_b.log_in()
+            yield a, b, owner_a, owner_b
+        finally:
+            owner_a.close()
+            owner_b.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,19 +17,7 @@ from typing import Any
 import httpx
 
 from fedistream.core import httpsig
-from tests.live import LiveServer, OwnerBrowser, running_server, wait_until
-
-FEDERATION_ENV = {"FEDISTREAM_ALLOW_PRIVATE_NETWORKS": "true"}
-
-
-def _as2(url: str) -> dict[str, Any]:
-    request = urllib.request.Request(url, headers={"Accept": "application/activity+json"})
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback)
-        return json.loads(response.read())  # type: ignore[no-any-return]
-
-
-def _total(url: str) -> int:
-    return int(_as2(url)["totalItems"])
+from tests.live import LiveServer, as2_get, as2_total, federating_pair, wait_until
 
 
 def _rows(server: LiveServer, sql: str, *params: object) -> list[sqlite3.Row]:
@@ -59,83 +46,71 @@ def _signed_post(sender: LiveServer, inbox_url: str, activity: dict[str, Any]) -
 
 
 def test_pin_reaches_follower_then_block_cuts_them_off(tmp_path: Path) -> None:
-    with (
-        running_server(tmp_path / "a", extra_env=FEDERATION_ENV) as a,
-        running_server(tmp_path / "b", extra_env=FEDERATION_ENV) as b,
-    ):
-        owner_a, owner_b = OwnerBrowser(a), OwnerBrowser(b)
-        try:
-            owner_a.log_in()
-            owner_b.log_in()
-            actor_a, actor_b = a.url("/"), b.url("/")
+    with federating_pair(tmp_path) as (a, b, owner_a, owner_b):
+        actor_a, actor_b = a.url("/"), b.url("/")
 
-            handle_a = f"@owner@127.0.0.1:{a.port}"
-            owner_b.submit("/admin/following", "/admin/following", {"handle": handle_a})
-            wait_until(lambda: _total(a.url("/followers")) == 1, "A to record B as a follower")
-            wait_until(lambda: _total(b.url("/following")) == 1, "B to receive A's Accept")
+        handle_a = f"@owner@127.0.0.1:{a.port}"
+        owner_b.submit("/admin/following", "/admin/following", {"handle": handle_a})
+        wait_until(lambda: as2_total(a.url("/followers")) == 1, "A to record B as a follower")
+        wait_until(lambda: as2_total(b.url("/following")) == 1, "B to receive A's Accept")
 
-            # A pins a thought: B receives the Add; A's featured collection lists the Note.
-            pinned = owner_a.publish("Read this first", title="Welcome")
-            response = owner_a.submit("/admin", f"/admin/posts/{pinned}/pin", {})
-            assert response.status_code == 303  # type: ignore[attr-defined]
-            note_id = a.url(f"/p/{pinned}")
-            featured = _as2(a.url("/featured"))
-            assert [n["id"] for n in featured["orderedItems"]] == [note_id]
-            wait_until(lambda: "Add" in _inbox_types(b), "A's Add to reach B's inbox")
-            (add,) = _rows(b, "SELECT json, actor_id FROM inbox WHERE type = 'Add'")
-            received = json.loads(add["json"])
-            assert add["actor_id"] == actor_a
-            assert (received["object"], received["target"]) == (note_id, a.url("/featured"))
+        # A pins a thought: B receives the Add; A's featured collection lists the Note.
+        pinned = owner_a.publish("Read this first", title="Welcome")
+        response = owner_a.submit("/admin", f"/admin/posts/{pinned}/pin", {})
+        assert response.status_code == 303  # type: ignore[attr-defined]
+        note_id = a.url(f"/p/{pinned}")
+        featured = as2_get(a.url("/featured"))
+        assert [n["id"] for n in featured["orderedItems"]] == [note_id]
+        wait_until(lambda: "Add" in _inbox_types(b), "A's Add to reach B's inbox")
+        (add,) = _rows(b, "SELECT json, actor_id FROM inbox WHERE type = 'Add'")
+        received = json.loads(add["json"])
+        assert add["actor_id"] == actor_a
+        assert (received["object"], received["target"]) == (note_id, a.url("/featured"))
 
-            # A blocks B from its followers page.
-            response = owner_a.submit(
-                "/admin/followers", "/admin/blocks",
-                {"target": actor_b, "next": "/admin/followers"},
-            )  # fmt: skip
-            assert response.status_code == 303  # type: ignore[attr-defined]
-            location = response.headers["location"]  # type: ignore[attr-defined]
-            assert location == "/admin/followers?done=blocked"
-            assert _total(a.url("/followers")) == 0
-            assert actor_b not in owner_a.page("/admin/followers")
-            assert actor_b in owner_a.page("/admin/blocks")
-            # A's Reject ends B's follow on B's side too; B is told of the Block.
-            wait_until(lambda: _total(b.url("/following")) == 0, "A's Reject to reach B")
-            wait_until(lambda: "Block" in _inbox_types(b), "A's Block to reach B")
+        # A blocks B from its followers page.
+        response = owner_a.submit(
+            "/admin/followers", "/admin/blocks",
+            {"target": actor_b, "next": "/admin/followers"},
+        )  # fmt: skip
+        assert response.status_code == 303  # type: ignore[attr-defined]
+        location = response.headers["location"]  # type: ignore[attr-defined]
+        assert location == "/admin/followers?done=blocked"
+        assert as2_total(a.url("/followers")) == 0
+        assert actor_b not in owner_a.page("/admin/followers")
+        assert actor_b in owner_a.page("/admin/blocks")
+        # A's Reject ends B's follow on B's side too; B is told of the Block.
+        wait_until(lambda: as2_total(b.url("/following")) == 0, "A's Reject to reach B")
+        wait_until(lambda: "Block" in _inbox_types(b), "A's Block to reach B")
 
-            # B's Like, signed with B's real key, is refused with 403 JSON.
-            like = {
-                "@context": "https://www.w3.org/ns/activitystreams",
-                "id": actor_b + "#likes/1", "type": "Like", "actor": actor_b, "object": note_id,
-            }  # fmt: skip
-            refused = _signed_post(b, a.url("/inbox"), like)
-            assert refused.status_code == 403, refused.text
-            assert "blocked" in refused.json()["error"]
-            assert not _rows(a, "SELECT 1 FROM inbox WHERE id = ?", like["id"])
+        # B's Like, signed with B's real key, is refused with 403 JSON.
+        like = {
+            "@context": "https://www.w3.org/ns/activitystreams",
+            "id": actor_b + "#likes/1", "type": "Like", "actor": actor_b, "object": note_id,
+        }  # fmt: skip
+        refused = _signed_post(b, a.url("/inbox"), like)
+        assert refused.status_code == 403, refused.text
+        assert "blocked" in refused.json()["error"]
+        assert not _rows(a, "SELECT 1 FROM inbox WHERE id = ?", like["id"])
 
-            # B's Create (a mention of A) is refused by A: B's delivery records the 403.
-            mention = owner_b.publish(f"Hello {handle_a}, are you there?")
-            create_id = b.url(f"/p/{mention}/activity")
-            wait_until(
-                lambda: [r["last_status"] for r in _rows(
-                    b, "SELECT last_status FROM deliveries WHERE activity_id = ?", create_id
-                )] == [403],
-                "B's delivery of its Create to A to be refused",
-            )  # fmt: skip
-            assert "are you there" not in owner_a.page("/admin/timeline")
-            assert not _rows(a, "SELECT 1 FROM inbox WHERE id = ?", create_id)
+        # B's Create (a mention of A) is refused by A: B's delivery records the 403.
+        mention = owner_b.publish(f"Hello {handle_a}, are you there?")
+        create_id = b.url(f"/p/{mention}/activity")
+        wait_until(
+            lambda: [r["last_status"] for r in _rows(
+                b, "SELECT last_status FROM deliveries WHERE activity_id = ?", create_id
+            )] == [403],
+            "B's delivery of its Create to A to be refused",
+        )  # fmt: skip
+        assert "are you there" not in owner_a.page("/admin/timeline")
+        assert not _rows(a, "SELECT 1 FROM inbox WHERE id = ?", create_id)
 
-            # A's next thought is not delivered to B.
-            later = owner_a.publish("Not for B")
-            create_later = a.url(f"/p/{later}/activity")
-            assert (
-                _rows(a, "SELECT inbox FROM deliveries WHERE activity_id = ?", create_later) == []
-            )
-            sent_to_b = _rows(
-                a, "SELECT a.type FROM deliveries d JOIN activities a ON a.id = d.activity_id "
-                "WHERE d.recipient = ? OR d.inbox LIKE ? ORDER BY d.id",
-                actor_b, b.url("/%"),
-            )  # fmt: skip
-            assert [r["type"] for r in sent_to_b] == ["Accept", "Create", "Add", "Reject", "Block"]
-        finally:
-            owner_a.close()
-            owner_b.close()
+        # A's next thought is not delivered to B.
+        later = owner_a.publish("Not for B")
+        create_later = a.url(f"/p/{later}/activity")
+        assert _rows(a, "SELECT inbox FROM deliveries WHERE activity_id = ?", create_later) == []
+        sent_to_b = _rows(
+            a, "SELECT a.type FROM deliveries d JOIN activities a ON a.id = d.activity_id "
+            "WHERE d.recipient = ? OR d.inbox LIKE ? ORDER BY d.id",
+            actor_b, b.url("/%"),
+        )  # fmt: skip
+        assert [r["type"] for r in sent_to_b] == ["Accept", "Create", "Add", "Reject", "Block"]

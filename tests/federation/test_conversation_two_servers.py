@@ -8,21 +8,12 @@ deletes its reply, and both disappear from A. Real HTTP, real signatures, real d
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.live import OwnerBrowser, running_server, wait_until
-
-FEDERATION_ENV = {"FEDISTREAM_ALLOW_PRIVATE_NETWORKS": "true"}
-
-
-def _as2(url: str) -> dict[str, object]:
-    request = urllib.request.Request(url, headers={"Accept": "application/activity+json"})
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback)
-        return json.loads(response.read())  # type: ignore[no-any-return]
+from tests.live import as2_get, as2_total, federating_pair, wait_until
 
 
 def _public(url: str) -> str:
@@ -30,121 +21,107 @@ def _public(url: str) -> str:
         return str(response.read().decode("utf-8"))
 
 
-def _total(url: str) -> int:
-    return int(_as2(url)["totalItems"])  # type: ignore[arg-type]
-
-
 def test_reply_like_boost_answer_and_delete(tmp_path: Path) -> None:
-    with (
-        running_server(tmp_path / "a", extra_env=FEDERATION_ENV) as a,
-        running_server(tmp_path / "b", extra_env=FEDERATION_ENV) as b,
-    ):
-        owner_a, owner_b = OwnerBrowser(a), OwnerBrowser(b)
-        try:
-            owner_a.log_in()
-            owner_b.log_in()
-            handle_a = f"@owner@127.0.0.1:{a.port}"
-            handle_b = f"@owner@127.0.0.1:{b.port}"
-            owner_b.submit("/admin/following", "/admin/following", {"handle": handle_a})
-            wait_until(lambda: _total(b.url("/following")) == 1, "B to follow A")
+    with federating_pair(tmp_path) as (a, b, owner_a, owner_b):
+        handle_a = f"@owner@127.0.0.1:{a.port}"
+        handle_b = f"@owner@127.0.0.1:{b.port}"
+        owner_b.submit("/admin/following", "/admin/following", {"handle": handle_a})
+        wait_until(lambda: as2_total(b.url("/following")) == 1, "B to follow A")
 
-            post_id = owner_a.publish("Which fruit tree would you plant first?")
-            note_a = a.url(f"/p/{post_id}")
-            wait_until(
-                lambda: "Which fruit tree" in owner_b.page("/admin/timeline"),
-                "A's thought to reach B's timeline",
-            )
+        post_id = owner_a.publish("Which fruit tree would you plant first?")
+        note_a = a.url(f"/p/{post_id}")
+        wait_until(
+            lambda: "Which fruit tree" in owner_b.page("/admin/timeline"),
+            "A's thought to reach B's timeline",
+        )
 
-            # B likes and boosts it from the timeline.
-            for action in ("like", "boost"):
-                response = owner_b.submit(
-                    "/admin/timeline", f"/admin/remote/{action}", {"note": note_a}
-                )
-                assert response.status_code == 303, response.text  # type: ignore[attr-defined]
-            assert ">Unlike</button>" in owner_b.page("/admin/timeline")
-
-            # B replies: the form names A's owner first.
-            form_path = f"/admin/reply?to={quote(note_a, safe='/')}"
-            form = owner_b.page(form_path)
-            assert f">{handle_a} </textarea>" in form
+        # B likes and boosts it from the timeline.
+        for action in ("like", "boost"):
             response = owner_b.submit(
-                form_path,
-                "/admin/reply",
-                {"in_reply_to": note_a, "action": "publish",
-                 "source": f"{handle_a} A quince, without a doubt."},
-            )  # fmt: skip
+                "/admin/timeline", f"/admin/remote/{action}", {"note": note_a}
+            )
             assert response.status_code == 303, response.text  # type: ignore[attr-defined]
-            reply_b = str(response.headers["location"]).rsplit("#p-", 1)[1]  # type: ignore[attr-defined]
-            note_b = b.url(f"/p/{reply_b}")
-            assert _as2(note_b)["inReplyTo"] == note_a
-            # B's reply is not one of B's top-level thoughts.
-            assert "A quince" not in _public(b.url("/"))
+        assert ">Unlike</button>" in owner_b.page("/admin/timeline")
 
-            # A's public page shows the reply (author, handle, link to the original) and counts.
-            def a_page_shows_everything() -> bool:
-                page = _public(note_a)
-                return (
-                    "A quince, without a doubt." in page
-                    and 'aria-label="1 like"' in page
-                    and 'aria-label="1 boost"' in page
-                )
+        # B replies: the form names A's owner first.
+        form_path = f"/admin/reply?to={quote(note_a, safe='/')}"
+        form = owner_b.page(form_path)
+        assert f">{handle_a} </textarea>" in form
+        response = owner_b.submit(
+            form_path,
+            "/admin/reply",
+            {"in_reply_to": note_a, "action": "publish",
+             "source": f"{handle_a} A quince, without a doubt."},
+        )  # fmt: skip
+        assert response.status_code == 303, response.text  # type: ignore[attr-defined]
+        reply_b = str(response.headers["location"]).rsplit("#p-", 1)[1]  # type: ignore[attr-defined]
+        note_b = b.url(f"/p/{reply_b}")
+        assert as2_get(note_b)["inReplyTo"] == note_a
+        # B's reply is not one of B's top-level thoughts.
+        assert "A quince" not in _public(b.url("/"))
 
-            wait_until(a_page_shows_everything, "B's like, boost and reply to show on A's page")
+        # A's public page shows the reply (author, handle, link to the original) and counts.
+        def a_page_shows_everything() -> bool:
             page = _public(note_a)
-            assert handle_b in page and f'href="{note_b}"' in page
-            assert 'aria-label="1 like"' in _public(a.url("/"))  # the stream shows counts too
-            note = _as2(note_a)
-            assert note["likes"]["totalItems"] == 1 and note["shares"]["totalItems"] == 1  # type: ignore[index]
-            others = _as2(a.url(f"/p/{post_id}/replies?only_other_accounts=true&page=true"))
-            assert others["items"] == [note_b]
-
-            # A's notifications: the follow, the like, the boost, the reply.
-            notifications = owner_a.page("/admin/notifications")
-            for words in ("followed you", "liked", "boosted", "replied to", "A quince"):
-                assert words in notifications, words
-
-            # A answers B's reply from the thread.
-            thread = owner_a.page(f"/admin/posts/{post_id}/thread")
-            answer_form = f"/admin/reply?to={quote(note_b, safe='/')}"
-            assert answer_form in thread
-            assert f">{handle_b} </textarea>" in owner_a.page(answer_form)
-            response = owner_a.submit(
-                answer_form,
-                "/admin/reply",
-                {"in_reply_to": note_b, "action": "publish",
-                 "source": f"{handle_b} Quinces it is: they forgive a cold spring."},
-            )  # fmt: skip
-            assert response.status_code == 303, response.text  # type: ignore[attr-defined]
-            answer_a = str(response.headers["location"]).rsplit("#p-", 1)[1]  # type: ignore[attr-defined]
-            assert "they forgive" in _public(note_a)  # in A's thread, under B's reply
-            assert "they forgive" not in _public(a.url("/"))
-
-            # B receives A's answer in the right thread.
-            wait_until(
-                lambda: "they forgive a cold spring" in owner_b.page("/admin/timeline"),
-                "A's answer to reach B",
+            return (
+                "A quince, without a doubt." in page
+                and 'aria-label="1 like"' in page
+                and 'aria-label="1 boost"' in page
             )
-            timeline = owner_b.page("/admin/timeline")
-            assert re.search(r"in reply to <a href=\"" + re.escape(note_b), timeline), timeline
-            assert "they forgive a cold spring" in _public(note_b)  # the thread under B's reply
-            assert "replied to" in owner_b.page("/admin/notifications")
-            assert _as2(a.url(f"/p/{answer_a}"))["inReplyTo"] == note_b
 
-            # B takes back its boost: A's count drops.
-            owner_b.submit("/admin/timeline", "/admin/remote/unboost", {"note": note_a})
-            wait_until(lambda: 'aria-label="1 boost"' not in _public(note_a), "B's Undo to reach A")
-            assert 'aria-label="1 like"' in _public(note_a)
+        wait_until(a_page_shows_everything, "B's like, boost and reply to show on A's page")
+        page = _public(note_a)
+        assert handle_b in page and f'href="{note_b}"' in page
+        assert 'aria-label="1 like"' in _public(a.url("/"))  # the stream shows counts too
+        note = as2_get(note_a)
+        assert note["likes"]["totalItems"] == 1 and note["shares"]["totalItems"] == 1  # type: ignore[index]
+        others = as2_get(a.url(f"/p/{post_id}/replies?only_other_accounts=true&page=true"))
+        assert others["items"] == [note_b]
 
-            # B deletes its reply: it disappears from A's page and notifications.
-            response = owner_b.submit(
-                f"/admin/posts/{reply_b}/delete", f"/admin/posts/{reply_b}/delete", {}
-            )
-            assert response.status_code == 303  # type: ignore[attr-defined]
-            wait_until(
-                lambda: "A quince, without a doubt." not in _public(note_a),
-                "B's Delete to reach A",
-            )
-            assert "A quince" not in owner_a.page("/admin/notifications")
-        finally:
-            owner_a.close()
-            owner_b.close()
+        # A's notifications: the follow, the like, the boost, the reply.
+        notifications = owner_a.page("/admin/notifications")
+        for words in ("followed you", "liked", "boosted", "replied to", "A quince"):
+            assert words in notifications, words
+
+        # A answers B's reply from the thread.
+        thread = owner_a.page(f"/admin/posts/{post_id}/thread")
+        answer_form = f"/admin/reply?to={quote(note_b, safe='/')}"
+        assert answer_form in thread
+        assert f">{handle_b} </textarea>" in owner_a.page(answer_form)
+        response = owner_a.submit(
+            answer_form,
+            "/admin/reply",
+            {"in_reply_to": note_b, "action": "publish",
+             "source": f"{handle_b} Quinces it is: they forgive a cold spring."},
+        )  # fmt: skip
+        assert response.status_code == 303, response.text  # type: ignore[attr-defined]
+        answer_a = str(response.headers["location"]).rsplit("#p-", 1)[1]  # type: ignore[attr-defined]
+        assert "they forgive" in _public(note_a)  # in A's thread, under B's reply
+        assert "they forgive" not in _public(a.url("/"))
+
+        # B receives A's answer in the right thread.
+        wait_until(
+            lambda: "they forgive a cold spring" in owner_b.page("/admin/timeline"),
+            "A's answer to reach B",
+        )
+        timeline = owner_b.page("/admin/timeline")
+        assert re.search(r"in reply to <a href=\"" + re.escape(note_b), timeline), timeline
+        assert "they forgive a cold spring" in _public(note_b)  # the thread under B's reply
+        assert "replied to" in owner_b.page("/admin/notifications")
+        assert as2_get(a.url(f"/p/{answer_a}"))["inReplyTo"] == note_b
+
+        # B takes back its boost: A's count drops.
+        owner_b.submit("/admin/timeline", "/admin/remote/unboost", {"note": note_a})
+        wait_until(lambda: 'aria-label="1 boost"' not in _public(note_a), "B's Undo to reach A")
+        assert 'aria-label="1 like"' in _public(note_a)
+
+        # B deletes its reply: it disappears from A's page and notifications.
+        response = owner_b.submit(
+            f"/admin/posts/{reply_b}/delete", f"/admin/posts/{reply_b}/delete", {}
+        )
+        assert response.status_code == 303  # type: ignore[attr-defined]
+        wait_until(
+            lambda: "A quince, without a doubt." not in _public(note_a),
+            "B's Delete to reach A",
+        )
+        assert "A quince" not in owner_a.page("/admin/notifications")
