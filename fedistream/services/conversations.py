@@ -328,17 +328,46 @@ def _own_node(row: Any, urls: Urls, name: str, handle: str, avatar: str | None) 
     )  # fmt: skip
 
 
+def _would_cycle(
+    node: ThreadNode, parent: ThreadNode, placed_under: dict[str, ThreadNode | None]
+) -> bool:
+    """True when `parent` already hangs (directly or further up) under `node`."""
+    current: ThreadNode | None = parent
+    for _ in range(len(placed_under) + 2):
+        if current is None:
+            return False
+        if current is node:
+            return True
+        current = placed_under.get(current.key)
+    return True
+
+
 def assemble(root_key: str, nodes: list[ThreadNode]) -> list[ThreadNode]:
-    """Nest replies by what they answer. Nodes are placed oldest first and only under a parent
-    already placed, so a peer cannot build a cycle; a reply whose parent is missing (deleted,
-    hidden, never received) goes to the top level."""
-    placed: dict[str, ThreadNode] = {}
-    top: list[ThreadNode] = []
-    for node in sorted(nodes, key=lambda n: (n.published, n.key)):
+    """Nest replies by what they answer, children oldest first. A reply goes under a note no
+    later than itself; equal times are allowed (timestamps have second precision, so an answer
+    written within the second sorts next to what it answers — every node is indexed before any
+    is placed). A reply whose parent is missing (deleted, hidden, never received), later, or
+    would close a loop goes to the top level."""
+    ordered = sorted(nodes, key=lambda n: (n.published, n.key))
+    by_key: dict[str, ThreadNode] = {}
+    for node in ordered:
         node.children = []
-        parent = placed.get(node.parent) if node.parent and node.parent != root_key else None
-        (parent.children if parent is not None else top).append(node)
-        placed.setdefault(node.key, node)
+        by_key.setdefault(node.key, node)
+    placed_under: dict[str, ThreadNode | None] = {}
+    top: list[ThreadNode] = []
+    for node in ordered:
+        parent = by_key.get(node.parent) if node.parent and node.parent != root_key else None
+        if (
+            parent is not None
+            and parent is not node
+            and parent.published <= node.published
+            and not _would_cycle(node, parent, placed_under)
+        ):
+            parent.children.append(node)
+            placed_under[node.key] = parent
+        else:
+            top.append(node)
+            placed_under[node.key] = None
     return top
 
 

@@ -637,3 +637,16 @@ def test_note_carries_likes_and_shares_totals() -> None:
                              "totalItems": 3}  # fmt: skip
     assert note["shares"]["totalItems"] == 2
     assert "likes" not in activitypub.note_object(URLS, post)
+
+
+def test_assemble_nests_an_answer_written_in_the_same_second() -> None:
+    """Second-precision clocks: the answer can sort before the reply it answers."""
+    root = URLS.post("0000000000000000")
+    nodes = [
+        _node("https://b.example/p/2", "https://z.example/p/1", 0),  # sorts first by key
+        _node("https://z.example/p/1", root, 0),
+        _node("https://y.example/p/3", "https://y.example/p/3", 0),  # answers itself
+    ]
+    assert flatten(conversations.assemble(root, nodes)) == [
+        (0, "https://y.example/p/3"), (0, "https://z.example/p/1"), (1, "https://b.example/p/2"),
+    ]  # fmt: skip
