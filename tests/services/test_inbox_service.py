@@ -19,6 +19,7 @@ from fedistream.services import inbox as inbox_service
 from fedistream.services.inbox import InboxPolicy, InboxProcessor
 from fedistream.store import actors as actor_store
 from fedistream.store.db import Database
+from tests.services.actors import cached_actor
 
 BASE = "https://blog.example.test"
 URLS = Urls(BASE)
@@ -31,20 +32,7 @@ MANUAL = InboxPolicy(URLS, manually_approves_followers=True)
 
 
 def actor(actor_id: str) -> RemoteActor:
-    return RemoteActor(
-        id=actor_id,
-        type="Person",
-        inbox=actor_id + "/inbox",
-        shared_inbox="http://127.0.0.1:9/inbox",
-        key_id=actor_id + "#main-key",
-        public_key_pem=None,
-        username=actor_id.rsplit("/", 1)[-1],
-        domain="127.0.0.1:9",
-        name=None,
-        url=None,
-        icon_url=None,
-        summary=None,
-    )
+    return cached_actor(actor_id)
 
 
 async def cache(db: Database, *actor_ids: str) -> None:
