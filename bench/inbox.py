@@ -189,7 +189,12 @@ def serve_bare(port: int, db_path: Path, key_path: Path) -> None:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def run(work: Path, *, seconds: int = 5, presigned: int = 12_000) -> tuple[list[Metric], dict]:
+def run(
+    work: Path, *, seconds: int = 5, presigned: int = 25_000, profile_dir: Path | None = None
+) -> tuple[list[Metric], dict]:
+    import contextlib
+
+    from bench import pyspy
     from tests.live import _free_port, running_server
 
     key, public_pem = _key_pair()
@@ -204,7 +209,14 @@ def run(work: Path, *, seconds: int = 5, presigned: int = 12_000) -> tuple[list[
     write_script(script, base_url, key, presigned)
     with running_server(work / "inbox", data_dir=data_dir, port=port) as server:
         before = count_rows(db_path, "inbox")
-        sent, wrk_rps = wrk_script(server.url("/inbox"), script, seconds)
+        profile_path = profile_dir / "inbox.txt" if profile_dir else None
+        profiling = (
+            pyspy.Profile(server.process.pid, profile_path)
+            if profile_path
+            else contextlib.nullcontext()
+        )
+        with profiling:
+            sent, wrk_rps = wrk_script(server.url("/inbox"), script, seconds)
         stored = count_rows(db_path, "inbox") - before
     app_rate = stored / seconds
 
@@ -237,8 +249,11 @@ def run(work: Path, *, seconds: int = 5, presigned: int = 12_000) -> tuple[list[
         ),
         Metric("  info: wrk answers/s (app)", wrk_rps, "req/s", bare_rps, "bare"),
     ]  # fmt: skip
-    return metrics, {"app": {"sent": sent, "stored": stored, "wrk_rps": wrk_rps},
-                     "bare": {"sent": bare_sent, "wrk_rps": bare_rps}}  # fmt: skip
+    details = {"app": {"sent": sent, "stored": stored, "wrk_rps": wrk_rps},
+               "bare": {"sent": bare_sent, "wrk_rps": bare_rps}}  # fmt: skip
+    if profile_path:
+        details["profile"] = pyspy.summary(profile_path)
+    return metrics, details
 
 
 def _wait_until_listening(port: int, process: subprocess.Popen[bytes]) -> None:

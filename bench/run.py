@@ -49,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         "--what-if", action="store_true", help="also time the worker in-process with other settings"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--server-python",
+        help="interpreter for the start-up benchmark's server, e.g. a venv with only "
+        "`pip install .` (what an operator runs); default: this one",
+    )
     parser.add_argument("--only", choices=GROUPS, help="run one group of benchmarks")
     parser.add_argument(
         "--sizes", default="1000,100000,1000000", help="thoughts stored, for the pages growth run"
@@ -80,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                 report.metrics += whatif.run(work, followers=args.followers, timeout=args.timeout)
         others: dict[str, Callable[[], tuple[list[Metric], dict[str, Any]]]] = {
             "pages": lambda: pages.run(work, sizes=sizes),
-            "inbox": lambda: inbox_bench.run(work),
-            "startup": lambda: startup.run(work),
+            "inbox": lambda: inbox_bench.run(work, profile_dir=profile_dir),
+            "startup": lambda: startup.run(work, python=args.server_python),
         }
         for name, bench in others.items():
             if name in wanted:
@@ -89,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                 metrics, details = bench()
                 report.metrics += metrics
                 report.details[name] = details
+                if "profile" in details:
+                    report.profiles[name] = details["profile"]
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

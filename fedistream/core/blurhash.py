@@ -12,8 +12,6 @@ import io
 import math
 from collections.abc import Sequence
 
-from PIL import Image
-
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~"
 MAX_COMPONENTS = 9  # per axis, by the format; Mastodon keeps hashes with at most 5 (R59)
 SAMPLE_BOX = 32  # pixels: the longest side of the copy the hash is computed from
@@ -97,6 +95,8 @@ def encode(
 def encode_image(data: bytes) -> str:
     """The BlurHash of an encoded image (any format Pillow reads): 4×3 components for a wide
     image, 3×4 for a tall one. Transparent areas count as white, as most pages show them."""
+    from PIL import Image  # only when an image is handled (see core/images.py)
+
     with Image.open(io.BytesIO(data)) as image:
         image.draft("RGB", (SAMPLE_BOX * 4, SAMPLE_BOX * 4))  # JPEG: decode at reduced size
         small = image.convert("RGBA")

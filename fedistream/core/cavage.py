@@ -36,8 +36,10 @@ from fedistream.core.httpmsg import (
 )
 
 _TOKEN = r"[0-9A-Za-z!#$%&'*+.^_`|~-]+"
+# The quoted string is written as "runs of plain characters, then escapes": one alternation per
+# character made parsing a 344-character signature cost 25 µs, a tenth of an inbox POST.
 _PARAM = re.compile(
-    rf'\s*({_TOKEN})\s*=\s*(?:({_TOKEN})|"((?:[^"\\]|\\.)*)")\s*', re.DOTALL | re.ASCII
+    rf'\s*({_TOKEN})\s*=\s*(?:({_TOKEN})|"([^"\\]*(?:\\.[^"\\]*)*)")\s*', re.DOTALL | re.ASCII
 )
 _UNSUPPORTED = "Unsupported signature algorithm (only rsa-sha256 and hs2019 are supported)"
 
@@ -60,7 +62,10 @@ def parse_signature_header(value: str) -> dict[str, str]:
         if name in params:
             raise SignatureError(f"Error parsing signature parameters: duplicate parameter {name}")
         quoted = m.group(3)
-        params[name] = m.group(2) if quoted is None else re.sub(r"\\(.)", r"\1", quoted, flags=re.S)
+        if quoted is None:
+            params[name] = m.group(2)
+        else:
+            params[name] = re.sub(r"\\(.)", r"\1", quoted, flags=re.S) if "\\" in quoted else quoted
         pos = m.end()
         if pos == len(text):
             break

@@ -10,13 +10,16 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import nh3
-from markdown_it import MarkdownIt
-from markdown_it.rules_inline import StateInline
-from markdown_it.token import Token
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.rules_inline import StateInline
+    from markdown_it.token import Token
 
 # Headings inside a thought sit below the page title (h1) and the thought title (h2).
 _HEADING_SHIFT = 2
@@ -149,7 +152,12 @@ def _hashtag_rule(state: StateInline, silent: bool) -> bool:
     return True
 
 
-def _build_markdown() -> MarkdownIt:
+@cache
+def _markdown() -> MarkdownIt:
+    """The parser, built on first use: markdown-it is ~60 modules that only writing needs, so
+    a server that is only read never imports them (bench/README.md, idle RSS)."""
+    from markdown_it import MarkdownIt
+
     md = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": False})
     md.enable(["linkify", "strikethrough"])
     md.inline.ruler.before("emphasis", "hashtag", _hashtag_rule)
@@ -160,9 +168,6 @@ def _build_markdown() -> MarkdownIt:
     )
     md.add_render_rule("mention_close", lambda self, tokens, idx, options, env: "</span>")
     return md
-
-
-_MARKDOWN = _build_markdown()
 
 
 def _shift_headings(tokens: list[Token]) -> None:
@@ -215,13 +220,14 @@ def render_markdown(source: str, mention_links: Mapping[str, str] | None = None)
     """Render owner Markdown. Links get rel="nofollow noopener" unless they are hashtags.
     `mention_links` maps resolved "user@domain" handles to profile URLs; others stay text."""
     env: dict[str, Any] = {"mention_links": dict(mention_links or {})}
-    tokens = _MARKDOWN.parse(source, env)
+    markdown = _markdown()
+    tokens = markdown.parse(source, env)
     _shift_headings(tokens)
     for token in tokens:
         for child in token.children or ():
             if child.type == "link_open" and not child.meta.get("hashtag"):
                 child.attrSet("rel", "nofollow noopener")
-    html = _MARKDOWN.renderer.render(tokens, _MARKDOWN.options, env)
+    html = markdown.renderer.render(tokens, markdown.options, env)
     return Rendered(
         html=sanitize_html(html),
         text=_plain_text(tokens),

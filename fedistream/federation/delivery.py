@@ -39,6 +39,10 @@ from fedistream.store.deliveries import Claimed
 
 log = logging.getLogger("fedistream.delivery")
 
+# Requests in flight at once, across hosts. Real inboxes are 50–300 ms away: concurrency across
+# hosts is what makes a fan-out fast (bench/README.md). Keep it below the HTTP client's
+# connection limit (federation/http.py DEFAULT_LIMITS), or requests queue in its pool.
+MAX_CONCURRENCY = 96
 ERROR_BODY_BYTES = 2048  # enough of a refusal ({"error": "Verification failed…"}) to explain it
 STOP_GRACE_SECONDS = 5.0
 
@@ -74,7 +78,7 @@ class DeliveryWorker:
         signer: Signer,
         *,
         now: Clock = _utcnow,
-        max_concurrency: int = 32,
+        max_concurrency: int = MAX_CONCURRENCY,
         per_host: int = 4,
         lease_seconds: float = 120,
         batch: int = 200,

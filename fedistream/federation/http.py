@@ -200,7 +200,7 @@ def _guarded_http_transport(
 
 # `httpx.Limits()` means *unlimited*: the pool then keeps every connection of a fan-out and scans
 # them all on each request (quadratic in the number of hosts; measured in bench/README.md).
-DEFAULT_LIMITS = httpx.Limits(max_connections=128, max_keepalive_connections=32)
+DEFAULT_LIMITS = httpx.Limits(max_connections=128, max_keepalive_connections=8)
 
 
 def build_http_client(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +41,13 @@ FORCED_REFETCH_COOLDOWN = timedelta(minutes=5)  # R29: one forced refetch per ho
 # (`/users/u123#main-key`) would otherwise have us GET the host they name once per request.
 NEW_KEY_BURST = 30
 NEW_KEY_INTERVAL = timedelta(seconds=2)
+# A signer's key, once read from the `actors` table, is trusted from memory this long: every
+# inbox POST asks for it, and a table read is a thread hop. Writes this resolver makes replace
+# the entry at once; others (an Update or Delete of the actor applied by the inbox processor, a
+# CLI process) show after at most this long, and a key that fails to verify is always re-read
+# (`refresh`), so a rotated key is never held against its owner.
+KEY_MEMORY = timedelta(seconds=30)
+KEY_MEMORY_SIZE = 1024
 _SELF_LINK_TYPES = (
     "application/activity+json",
     'application/ld+json; profile="https://www.w3.org/ns/activitystreams"',
@@ -88,6 +96,8 @@ class ActorResolver:
         self._new_key_burst = new_key_burst
         self._new_key_interval = new_key_interval
         self._new_key_tokens: dict[str, tuple[float, datetime]] = {}  # host → (tokens, as of)
+        # key id → (the cached actor, when it was read from the table); see KEY_MEMORY.
+        self._keys: OrderedDict[str, tuple[actor_store.CachedActor, datetime]] = OrderedDict()
 
     # --- ActorDirectory ---
 
@@ -109,11 +119,16 @@ class ActorResolver:
                 return await self.lookup_handle(key_id.removeprefix("acct:"))
             except BadInput as exc:
                 raise ActorUnusable(f"Key id {key_id} is not a usable handle") from exc
-        cached = await actor_store.get_by_key_id(self._db, key_id)
+        cached = None if refresh else self._remembered_key(key_id)
+        if cached is None:
+            cached = await actor_store.get_by_key_id(self._db, key_id)
+            if cached is not None:
+                self._remember_key(key_id, cached)
         if cached is not None and not self._should_fetch(cached, key_id, refresh):
             return cached.actor
         if cached is None:
             await self._check_new_key(key_id)
+        self._keys.pop(key_id, None)
         try:
             return await self._fetch_key_owner(key_id)
         except RemoteFetchFailed as exc:
@@ -137,6 +152,23 @@ class ActorResolver:
         if href is None:
             raise ActorUnusable(f"WebFinger for {user}@{domain}: Missing self link")
         return await self.get_actor(href)
+
+    def _remembered_key(self, key_id: str) -> actor_store.CachedActor | None:
+        entry = self._keys.get(key_id)
+        if entry is None:
+            return None
+        cached, read_at = entry
+        if self._now() - read_at >= KEY_MEMORY:
+            del self._keys[key_id]
+            return None
+        self._keys.move_to_end(key_id)
+        return cached
+
+    def _remember_key(self, key_id: str, cached: actor_store.CachedActor) -> None:
+        self._keys[key_id] = (cached, self._now())
+        self._keys.move_to_end(key_id)
+        if len(self._keys) > KEY_MEMORY_SIZE:
+            self._keys.popitem(last=False)
 
     def known_actor(self, actor_id: str) -> bool:
         """Whether we hold this actor in the cache (R32 decides from this without fetching)."""
@@ -205,6 +237,8 @@ class ActorResolver:
         except ValueError as exc:
             raise ActorUnusable(f"{document.get('id')} is not a usable actor: {exc}") from None
         await actor_store.upsert(self._db, actor, document, self._now())
+        if actor.key_id:
+            self._keys.pop(actor.key_id, None)
         if self._known is not None:
             self._known.add(actor.id)
         return actor

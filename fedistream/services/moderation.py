@@ -15,7 +15,6 @@ import ipaddress
 import json
 import re
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -120,16 +119,16 @@ def parse_target(text: str) -> tuple[str, str]:
 
 async def blocked_reason(db: Database, actor_id: str) -> str | None:
     """Why `actor_id` is refused, or None when it is not blocked."""
-    row = await block_store.find(db, actor_id, domain_keys(domain_of(actor_id)))
-    return _reason(row, actor_id)
+    match = await block_store.find(db, actor_id, domain_keys(domain_of(actor_id)))
+    return _reason(match, actor_id)
 
 
 async def domain_blocked_reason(db: Database, url: str) -> str | None:
     """Is the host of `url` (a signature's keyId) a blocked domain? Asked before fetching the
     key, so a blocked server never makes us fetch anything."""
     keys = domain_keys(domain_of(url))
-    row = await block_store.find(db, "", keys)
-    return _reason(row, url)
+    match = await block_store.find(db, "", keys)
+    return _reason(match, url)
 
 
 async def is_blocked_in(conn: aiosqlite.Connection, actor_id: str) -> bool:
@@ -137,10 +136,10 @@ async def is_blocked_in(conn: aiosqlite.Connection, actor_id: str) -> bool:
     return await block_store.find_in(conn, actor_id, domain_keys(domain_of(actor_id))) is not None
 
 
-def _reason(row: sqlite3.Row | None, subject: str) -> str | None:
-    if row is None:
+def _reason(match: block_store.Match | None, subject: str) -> str | None:
+    if match is None:
         return None
-    kind, target = row["kind"], row["target"]
+    kind, target = match.kind, match.target
     if kind == DOMAIN:
         return f"The domain {target} is blocked by this server."
     return f"The actor {subject} is blocked by this server."
@@ -187,6 +186,15 @@ async def block(
     """Block what the owner typed: `@user@domain`, an actor URL, or a domain."""
     target = await _resolve(text, directory, urls)
     when = now or datetime.now(UTC)
+    try:
+        return await _block_in_transaction(db, urls, target, when)
+    finally:
+        block_store.forget_cached(db)
+
+
+async def _block_in_transaction(
+    db: Database, urls: Urls, target: Block, when: datetime
+) -> BlockOutcome:
     stamp = to_iso(when)
     async with db.transaction() as conn:
         if not await block_store.add(conn, target.target, target.kind, stamp):
@@ -261,6 +269,13 @@ async def unblock(db: Database, urls: Urls, target: str, *, now: datetime | None
     """Lift a block. For an actor we sent a `Block`, an `Undo` of it follows (as Mastodon's
     UnblockService does). Follows removed by the block are not restored."""
     when = now or datetime.now(UTC)
+    try:
+        return await _unblock_in_transaction(db, urls, target, when)
+    finally:
+        block_store.forget_cached(db)
+
+
+async def _unblock_in_transaction(db: Database, urls: Urls, target: str, when: datetime) -> Block:
     async with db.transaction() as conn:
         row = await block_store.remove(conn, target)
         if row is None:

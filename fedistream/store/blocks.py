@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import aiosqlite
 
@@ -27,9 +28,43 @@ def _match_sql(domains: Sequence[str]) -> str:
     )
 
 
-async def find(db: Database, actor_id: str, domains: Sequence[str]) -> sqlite3.Row | None:
-    """The block covering `actor_id` (by id, or one of its `domains`), if any."""
-    return await db.fetchone(_match_sql(domains), (actor_id, *domains))
+@dataclass(frozen=True, slots=True)
+class Match:
+    target: str
+    kind: str
+
+
+_MEMO = "blocks.targets"
+_MEMO_GENERATION = "blocks.generation"
+
+
+async def find(db: Database, actor_id: str, domains: Sequence[str]) -> Match | None:
+    """The block covering `actor_id` (by id, or one of its `domains`), if any.
+
+    Asked on every inbox POST (twice), so it answers from the whole table held in memory: a
+    few hundred rows at most, changed only by services/moderation, which calls `forget_cached`
+    after committing. (`find_in` reads the table inside a transaction, for the inbox processor
+    and deliveries.)
+    """
+    targets = db.memo.get(_MEMO)
+    if targets is None:
+        generation = db.memo.get(_MEMO_GENERATION, 0)
+        rows = await db.fetchall("SELECT target, kind FROM blocks")
+        targets = {row["target"]: row["kind"] for row in rows}
+        if db.memo.get(_MEMO_GENERATION, 0) == generation:  # no change committed meanwhile
+            db.memo[_MEMO] = targets
+    if actor_id and targets.get(actor_id) == ACTOR:
+        return Match(actor_id, ACTOR)
+    for domain in domains:
+        if targets.get(domain) == DOMAIN:
+            return Match(domain, DOMAIN)
+    return None
+
+
+def forget_cached(db: Database) -> None:
+    """The blocks table changed (call after the commit): `find` reads it again."""
+    db.memo[_MEMO_GENERATION] = db.memo.get(_MEMO_GENERATION, 0) + 1
+    db.memo.pop(_MEMO, None)
 
 
 async def find_in(

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
 from fedistream.store.migrations import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 10_000
+T = TypeVar("T")
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -40,6 +41,9 @@ class Database:
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
+        # execute_grouped: statements waiting for the next group commit, and its writer task.
+        self._grouped: list[tuple[str, Sequence[Any], asyncio.Future[int]]] = []
+        self._group_writer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -82,11 +86,76 @@ class Database:
             else:
                 await self._writer.execute("COMMIT")
 
+    async def transaction_in_thread(
+        self, work: Callable[[aiosqlite.Connection], Coroutine[Any, Any, T]]
+    ) -> T:
+        """Run `work(conn)` as one write transaction entirely inside the writer's thread.
+
+        `transaction()` pays a thread hop (and an event-loop wake-up) for every statement; a
+        transaction of many small statements (applying an inbox activity is ~15) spends more
+        on hops than on SQL. Here the whole coroutine is driven to completion in the thread:
+        one hop. `work` gets a connection with the same `execute`/`executemany`/cursor surface
+        as aiosqlite's, answering at once; it may await *only* that connection (awaiting
+        anything else raises RuntimeError, and the transaction is rolled back).
+        """
+        async with self._write_lock:
+            return await self._writer._execute(_drive_transaction, self._writer._conn, work)
+
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """One write statement in its own transaction; returns the number of changed rows."""
         async with self.transaction() as conn:
             cursor = await conn.execute(sql, params)
             return cursor.rowcount
+
+    async def execute_grouped(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One write statement, committed together with whatever other callers queued while
+        the previous group was being written (group commit): one transaction and one thread
+        hop for the lot instead of three hops and a commit each. Returns the changed rows.
+
+        For independent single-statement writes arriving at a high rate (inbox POSTs). A
+        statement that fails fails only its own caller; the others still commit.
+        """
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._grouped.append((sql, params, done))
+        if self._group_writer is None:
+            # Its own task, so a caller that goes away (a client hanging up) cannot strand
+            # the statements queued behind its own.
+            self._group_writer = asyncio.create_task(self._write_groups(), name="group-commit")
+        return await done
+
+    async def _write_groups(self) -> None:
+        try:
+            while self._grouped:
+                group, self._grouped = self._grouped, []
+                try:
+                    async with self._write_lock:
+                        outcomes = await self._writer._execute(
+                            _run_group, self._writer._conn, [(sql, p) for sql, p, _ in group]
+                        )
+                except BaseException as exc:
+                    for _, _, waiter in group:
+                        if not waiter.done():
+                            waiter.set_exception(
+                                exc
+                                if isinstance(exc, Exception)
+                                else RuntimeError("the write was interrupted")
+                            )
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, _, waiter), outcome in zip(group, outcomes, strict=True):
+                    if waiter.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        waiter.set_exception(outcome)
+                    else:
+                        waiter.set_result(outcome)
+        finally:
+            self._group_writer = None
+            leftover, self._grouped = self._grouped, []
+            for _, _, waiter in leftover:
+                if not waiter.done():
+                    waiter.set_exception(RuntimeError("the write was interrupted"))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         async with self.transaction() as conn:
@@ -101,6 +170,121 @@ def _fetch_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> sql
         return row
     finally:
         cursor.close()
+
+
+class _InThreadCursor:
+    """aiosqlite's Cursor surface over a sqlite3 cursor, for code run in the connection's own
+    thread (`Database.transaction_in_thread`): each method answers without suspending."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    async def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    async def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    async def close(self) -> None:
+        self._cursor.close()
+
+
+class _Ready:
+    """What `_InThreadConnection.execute` returns: awaitable (at once) and usable as
+    `async with`, like aiosqlite's own result."""
+
+    def __init__(self, cursor: _InThreadCursor) -> None:
+        self._cursor = cursor
+
+    def __await__(self) -> Generator[Any, None, _InThreadCursor]:
+        return self._cursor
+        yield  # a generator that finishes without suspending
+
+    async def __aenter__(self) -> _InThreadCursor:
+        return self._cursor
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._cursor.close()
+
+
+class _InThreadConnection:
+    """aiosqlite's Connection surface (as the store modules use it) over the raw connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Ready:
+        return _Ready(_InThreadCursor(self._conn.execute(sql, params)))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> _Ready:
+        return _Ready(_InThreadCursor(self._conn.executemany(sql, rows)))
+
+    @property
+    def total_changes(self) -> int:
+        return self._conn.total_changes
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+
+def _run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Drive a coroutine that never suspends (it awaits only `_InThreadConnection`)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        return finished.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise RuntimeError(
+        "transaction_in_thread: the work awaited something other than the database connection"
+    )
+
+
+def _drive_transaction(
+    conn: sqlite3.Connection, work: Callable[[aiosqlite.Connection], Coroutine[Any, Any, T]]
+) -> T:
+    """Runs in the writer's thread: BEGIN IMMEDIATE, the whole of `work`, COMMIT."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # The stand-in has every method the store's functions call on an aiosqlite.Connection.
+        result = _run_to_completion(work(cast(aiosqlite.Connection, _InThreadConnection(conn))))
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def _run_group(
+    conn: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[Any]]]
+) -> list[int | sqlite3.Error]:
+    """Runs in the writer's thread: every statement in one transaction. A failing statement
+    is undone by SQLite on its own (the transaction stays open) and reported in its place."""
+    outcomes: list[int | sqlite3.Error] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, params in statements:
+            try:
+                outcomes.append(conn.execute(sql, params).rowcount)
+            except sqlite3.Error as exc:
+                if not conn.in_transaction:  # SQLite gave up the whole transaction
+                    raise
+                outcomes.append(exc)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
 
 
 async def apply_migrations(conn: aiosqlite.Connection) -> int:

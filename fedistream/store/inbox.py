@@ -13,8 +13,9 @@ from fedistream.store.db import Database
 async def insert(
     db: Database, activity_id: str, actor_id: str, type_: str, json_text: str, now: str
 ) -> bool:
-    """True when the activity is new; False for a duplicate (already received)."""
-    changed = await db.execute(
+    """True when the activity is new; False for a duplicate (already received). Committed
+    before returning, in a group with the POSTs that arrived meanwhile."""
+    changed = await db.execute_grouped(
         "INSERT OR IGNORE INTO inbox (id, actor_id, type, json, state, received_at) "
         "VALUES (?, ?, ?, ?, 'pending', ?)",
         (activity_id, actor_id, type_, json_text, now),

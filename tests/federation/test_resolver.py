@@ -6,6 +6,7 @@ Covers R9 (context), R28 (key id → actor, incl. GoToSocial's key stub and bare
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -26,7 +27,13 @@ from fedistream.federation.http import (
     RemoteFetchFailed,
     build_http_client,
 )
-from fedistream.federation.resolver import ActorResolver, ActorUnusable, self_link, split_handle
+from fedistream.federation.resolver import (
+    KEY_MEMORY,
+    ActorResolver,
+    ActorUnusable,
+    self_link,
+    split_handle,
+)
 from fedistream.federation.signing import Signer
 from fedistream.store import actors as actor_store
 from fedistream.store.db import Database
@@ -571,3 +578,38 @@ async def test_a_redirect_within_the_origin_is_fine(
     assert actor.id == doc["id"]
     # Served from its own origin but not at the URL asked: fetched once more at its id (R93).
     assert fetched(peer) == ["/users/old-name", "/users/mastodon", "/users/mastodon"]
+
+
+async def test_a_key_is_held_in_memory_briefly_and_a_refresh_reads_the_table_again(
+    shared_fixtures: Path, peer: Peer, resolver: ActorResolver, clock: Clock, db: Database
+) -> None:
+    """Every inbox POST asks for its signer's key: it comes from memory for KEY_MEMORY, but a
+    change written by someone else (the inbox processor applying an Update) shows after that,
+    and at once to a `refresh` (asked when a signature failed to verify)."""
+    doc = serve_mastodon(shared_fixtures, peer)
+    key_id = peer.url("/users/mastodon#main-key")
+    first = await resolver.actor_for_key(key_id)  # fetched
+    assert (await resolver.actor_for_key(key_id)) == first  # read from the table, remembered
+    assert len(peer.seen) == 1
+    rotated = dataclasses.replace(first, public_key_pem=OTHER_PEM)
+
+    async def someone_else_stores(actor: Any) -> None:
+        await actor_store.upsert(db, actor, doc, clock.now)
+
+    await someone_else_stores(rotated)
+    assert (await resolver.actor_for_key(key_id)).public_key_pem == first.public_key_pem
+    # A refresh skips the memory: the row is fresh, so the one forced refetch per host is used…
+    assert (await resolver.actor_for_key(key_id, refresh=True)).public_key_pem == (
+        first.public_key_pem
+    )
+    assert len(peer.seen) == 2
+    # …and within the cool-down a refresh answers from the table, not from memory.
+    await someone_else_stores(rotated)
+    assert (await resolver.actor_for_key(key_id, refresh=True)).public_key_pem == OTHER_PEM
+    assert (await resolver.actor_for_key(key_id)).public_key_pem == OTHER_PEM
+    # Without a refresh, another writer's change shows once the memory has expired.
+    await someone_else_stores(first)
+    assert (await resolver.actor_for_key(key_id)).public_key_pem == OTHER_PEM
+    clock.advance(seconds=KEY_MEMORY.total_seconds() + 1)
+    assert (await resolver.actor_for_key(key_id)).public_key_pem == first.public_key_pem
+    assert len(peer.seen) == 2

@@ -355,7 +355,7 @@ async def _apply(db: Database, document: Any, actor: str) -> tuple[str, Any, Any
     await inbox_store.insert(db, key, actor, "Any", text, "2024-01-01T00:00:00Z")
     row = await db.fetchone("SELECT id, actor_id, type, json FROM inbox WHERE id = ?", (key,))
     before = await snapshot(db, skip=frozenset({"inbox"}))
-    state = await inbox_service.process_row(db, row, POLICY, datetime.now(UTC))
+    [state] = await inbox_service.process_rows(db, [row], POLICY, datetime.now(UTC))
     after = await snapshot(db, skip=frozenset({"inbox"}))
     marked = await db.fetchone("SELECT state, error FROM inbox WHERE id = ?", (key,))
     return state, before, after, marked
