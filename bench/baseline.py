@@ -23,6 +23,11 @@ class ClientRun:
     sent: int
     ok: int
     seconds: float
+    cpu_s: float = 0.0  # this process's CPU time (every thread) while posting
+
+    @property
+    def cpu_ms_each(self) -> float:
+        return 1000 * self.cpu_s / self.ok if self.ok else 0.0
 
     @property
     def rate(self) -> float:
@@ -60,12 +65,14 @@ async def post_presigned(
             ok += 200 <= response.status_code < 300
 
     started = time.perf_counter()
+    cpu_before = time.process_time()
     try:
         async with asyncio.timeout(give_up_after):
             await asyncio.gather(*(one(inbox, headers) for inbox, headers in signed))
     except TimeoutError:
         pass  # report what got through in the time allowed
-    return ClientRun(label, len(signed), ok, time.perf_counter() - started)
+    cpu = time.process_time() - cpu_before
+    return ClientRun(label, len(signed), ok, time.perf_counter() - started, cpu)
 
 
 async def signing_rate(signer: Signer, inboxes: Sequence[str], body: bytes) -> float:

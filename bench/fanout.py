@@ -37,7 +37,7 @@ import httpx
 import fedistream
 from bench import pyspy
 from bench.baseline import ClientRun, post_presigned, signing_rate
-from bench.common import Metric, RssSampler, event_loop_runner, rss_mb
+from bench.common import Metric, RssSampler, cpu_seconds, event_loop_runner, rss_mb
 from fedistream.core.urls import Urls
 from fedistream.federation.delivery import DeliveryWorker
 from fedistream.federation.http import build_http_client
@@ -76,6 +76,11 @@ class FanOut:
     recorded_sent: int  # rows the server had marked sent by the end
     timed_out: bool
     profile: str = ""
+    server_cpu_s: float = 0.0  # CPU the server process used from publish to the last delivery
+
+    @property
+    def cpu_ms_each(self) -> float:
+        return 1000 * self.server_cpu_s / self.delivered if self.delivered else 0.0
 
     @property
     def rate(self) -> float:
@@ -143,11 +148,13 @@ def measure_fan_out(
     with RssSampler(pid) as rss, profiling:
         if profile_path:
             time.sleep(0.3)  # let py-spy attach before the work starts
+        cpu_before = cpu_seconds(pid) or 0.0
         started = time.time()
         post_id = owner.publish(f"Benchmark thought: {label}.")
         deadline = time.monotonic() + timeout
         while sink.count() - start_line < expected and time.monotonic() < deadline:
             time.sleep(0.01)
+        cpu_used = (cpu_seconds(pid) or 0.0) - cpu_before
     activity_id = f"{server.base_url}/p/{post_id}/activity"
     records = [
         r
@@ -178,6 +185,7 @@ def measure_fan_out(
         recorded_sent=sent,
         timed_out=len(delivered) < expected,
         profile=pyspy.summary(profile_path) if profile_path else "",
+        server_cpu_s=cpu_used,
     )
     return result, activity_id
 
@@ -352,6 +360,10 @@ def _report(
         Metric(
             "  info: fan-out +50 ms vs client", slow.rate, "deliv/s",
             app_slow.rate, f"app client +50 ms, {limits}",
+        ),
+        Metric(
+            "  info: server CPU per delivery", fast.cpu_ms_each, "ms",
+            app_fast.cpu_ms_each, "bench process CPU per pre-signed POST (app client)",
         ),
         Metric(
             f"info: app client vs plain httpx, {n} hosts", app_fast.rate, "req/s",

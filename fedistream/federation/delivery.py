@@ -9,8 +9,10 @@ mid-send leaves the lease to run out and the row is sent again later: delivery i
 
 Concurrency: many hosts at once (real inboxes are 50–300 ms away, so waiting on them one by one
 is what makes fan-out slow), at most `per_host` requests to any one host, `max_concurrency` in all.
-`run()` only claims rows it can start at once, so a claimed row never waits out its lease in
-memory: keep `lease_seconds` above the HTTP client's total timeout.
+`run()` holds up to HELD_PER_SLOT times those limits in memory, so the next row starts the moment
+a slot frees instead of after a claim (a write) per finished delivery, and claims again once a
+quarter of what it held has finished. A held row waits at most HELD_PER_SLOT rounds of the HTTP
+client's deadline: keep `lease_seconds` well above that.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ log = logging.getLogger("fedistream.delivery")
 # hosts is what makes a fan-out fast (bench/README.md). Keep it below the HTTP client's
 # connection limit (federation/http.py DEFAULT_LIMITS), or requests queue in its pool.
 MAX_CONCURRENCY = 96
+PER_HOST = 4  # requests at once to one host, as Mastodon's own delivery workers do
+HELD_PER_SLOT = 2  # rows held in memory per slot (see the module docstring)
+LEASE_SECONDS = 300.0  # > HELD_PER_SLOT × (2 × the client's 30 s deadline), with room to spare
 ERROR_BODY_BYTES = 2048  # enough of a refusal ({"error": "Verification failed…"}) to explain it
 STOP_GRACE_SECONDS = 5.0
 
@@ -79,8 +84,8 @@ class DeliveryWorker:
         *,
         now: Clock = _utcnow,
         max_concurrency: int = MAX_CONCURRENCY,
-        per_host: int = 4,
-        lease_seconds: float = 120,
+        per_host: int = PER_HOST,
+        lease_seconds: float = LEASE_SECONDS,
         batch: int = 200,
         poll_seconds: float = 2.0,
         on_gone: OnGone | None = None,
@@ -110,6 +115,8 @@ class DeliveryWorker:
         self._saving = False  # a _save call is writing a batch right now
         self._signal = asyncio.Event()  # wake(), a finished delivery with work waiting, or stop()
         self._backlog = False  # the last claim suggests more rows are due than we could take
+        self._finished_since_claim = 0
+        self._claim_after = 1  # finished deliveries that make the next claim worth its write
         self._stopping = False
         self._running = False
         self._stopped = asyncio.Event()
@@ -171,25 +178,29 @@ class DeliveryWorker:
     # --- claiming ---
 
     async def _top_up(self) -> None:
-        room = self._max - len(self._held)
+        room = self._max * HELD_PER_SLOT - len(self._held)
         if room <= 0:
             self._backlog = True  # a finishing delivery frees room: claim again then
             return
-        # Hosts we are busy with may take only what is left of their cap; others take per_host.
-        host_room = {
-            host: max(self._per_host - load, 0) for host, load in self._host_load.items() if load
-        }
+        # Hosts we are busy with may take only what is left of their share; others take a full
+        # share (the per-host semaphore still lets only `per_host` of them run at once).
+        share = self._per_host * HELD_PER_SLOT
+        host_room = {host: max(share - load, 0) for host, load in self._host_load.items() if load}
+        self._finished_since_claim = 0
         claimed = self._hold(
             await deliveries.claim_due(
                 self._db,
                 self._now(),
                 self._lease,
                 min(self._batch, room),
-                per_host=self._per_host,
+                per_host=share,
                 host_room=host_room,
             )
         )
         self._backlog = bool(claimed) or 0 in host_room.values()
+        # Claim again once a quarter of what is held has finished: one write per burst of
+        # finished deliveries, while what is still held keeps every slot busy.
+        self._claim_after = max(1, len(self._held) // 4)
         for row in claimed:
             task = asyncio.create_task(self._deliver(row), name=f"deliver-{row.id}")
             self._tasks.add(task)
@@ -213,7 +224,8 @@ class DeliveryWorker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if self._backlog:
+        self._finished_since_claim += 1
+        if self._backlog and (self._finished_since_claim >= self._claim_after or not self._held):
             self._signal.set()  # completions that arrive during one claim share the next
 
     async def _drain(self, grace: float) -> None:

@@ -113,10 +113,7 @@ async def enqueue(
     return conn.total_changes - before
 
 
-_RETURNING = (
-    "RETURNING id, activity_id, inbox, host, recipient, attempts, created_at, "
-    "(SELECT a.json FROM activities a WHERE a.id = deliveries.activity_id) AS json"
-)
+_RETURNING = "RETURNING id, activity_id, inbox, host, recipient, attempts, created_at"
 _DUE = (
     "state = 'pending' AND next_attempt_at <= :now AND (lease_until IS NULL OR lease_until < :now)"
 )
@@ -131,15 +128,19 @@ UPDATE deliveries SET lease_until = :lease WHERE id IN (
 # Per-host fairness: number the due rows of each host and take at most `room` of each, where a
 # host's room is what the caller says it can still take (hosts it is already busy with) or
 # `per_host`. One host with a thousand due rows then cannot crowd the rest out of a claim.
+# The room list is joined once (not looked up per row), and hosts with no room are dropped
+# before the rows are numbered: 2-4x faster with 2,000 due rows (bench/README.md).
 _CLAIM_FAIR = f"""
+WITH room(host, free) AS MATERIALIZED (SELECT key, value FROM json_each(:room))
 UPDATE deliveries SET lease_until = :lease WHERE id IN (
     SELECT id FROM (
-        SELECT id, host, next_attempt_at,
-               ROW_NUMBER() OVER (PARTITION BY host ORDER BY next_attempt_at, id) AS n
-        FROM deliveries WHERE {_DUE}
-    ) AS due
-    WHERE n <= coalesce((SELECT value FROM json_each(:room) WHERE key = due.host), :per_host)
-    ORDER BY next_attempt_at, id LIMIT :limit
+        SELECT d.id, d.next_attempt_at, coalesce(room.free, :per_host) AS free,
+               ROW_NUMBER() OVER (PARTITION BY d.host ORDER BY d.next_attempt_at, d.id) AS n
+        FROM deliveries AS d LEFT JOIN room ON room.host = d.host
+        WHERE d.state = 'pending' AND d.next_attempt_at <= :now
+          AND (d.lease_until IS NULL OR d.lease_until < :now)
+          AND coalesce(room.free, 1) > 0
+    ) WHERE n <= free ORDER BY next_attempt_at, id LIMIT :limit
 ) {_RETURNING}
 """
 
@@ -158,6 +159,7 @@ async def claim_due(
     Two claimers never get the same row: the UPDATE runs under the write lock, and a leased row
     is not due again until `now + lease_seconds` has passed. With `per_host`, at most that many
     rows per host are taken, or `host_room[host]` for the hosts listed there (0 skips a host).
+    Runs in the writer's thread (one hop); each activity's JSON is read once, not per row.
     """
     if limit <= 0:
         return []
@@ -172,9 +174,19 @@ async def claim_due(
         sql = _CLAIM_FAIR
         params["per_host"] = per_host
         params["room"] = json.dumps(dict(host_room or {}))
-    async with db.transaction() as conn:
+
+    async def claim(conn: aiosqlite.Connection) -> tuple[list[sqlite3.Row], dict[str, bytes]]:
         cursor = await conn.execute(sql, params)
-        rows = await cursor.fetchall()
+        rows = list(await cursor.fetchall())
+        bodies: dict[str, bytes] = {}
+        for activity_id in {row["activity_id"] for row in rows}:
+            found = await conn.execute("SELECT json FROM activities WHERE id = ?", (activity_id,))
+            stored = await found.fetchone()
+            if stored is not None:
+                bodies[activity_id] = stored["json"].encode("utf-8")
+        return rows, bodies
+
+    rows, bodies = await db.transaction_in_thread(claim)
     claimed = [
         Claimed(
             id=row["id"],
@@ -184,7 +196,7 @@ async def claim_due(
             recipient=row["recipient"],
             attempts=row["attempts"],
             created_at=parse_iso(row["created_at"]),
-            body=row["json"].encode("utf-8"),
+            body=bodies[row["activity_id"]],
         )
         for row in rows
     ]
@@ -239,7 +251,8 @@ async def record_many(db: Database, attempts: Sequence[Attempt]) -> int:
         )
     if not params:
         return 0
-    async with db.transaction() as conn:
+
+    async def record(conn: aiosqlite.Connection) -> int:
         before = conn.total_changes
         await conn.executemany(
             "UPDATE deliveries SET state = ?, attempts = attempts + 1, lease_until = NULL, "
@@ -248,6 +261,8 @@ async def record_many(db: Database, attempts: Sequence[Attempt]) -> int:
             params,
         )
         return conn.total_changes - before
+
+    return await db.transaction_in_thread(record)  # one thread hop for the whole burst
 
 
 _STATE_RANK = {PENDING: 0, DEAD: 1, SENT: 2}  # which state speaks for a host: the least done

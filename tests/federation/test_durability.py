@@ -4,7 +4,7 @@ Real `fedistream serve` processes deliver to a real loopback sink (tests/federat
 Followers are written straight into A's SQLite file before it starts (`seed_followers`, standing
 in for the Follow handshakes). Two things are simulated by editing the database, both honest
 stand-ins for time passing: a retry's `next_attempt_at` (the back-off starts at 30 s) and, after
-a SIGKILL, the leases of the rows the dead process held (they run for 120 s).
+a SIGKILL, the leases of the rows the dead process held (they run for 5 minutes).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from fedistream.core.timefmt import parse_iso, to_iso
-from fedistream.federation.delivery import DeliveryWorker
+from fedistream.federation.delivery import HELD_PER_SLOT, DeliveryWorker
 from tests.federation.sink import Sink, free_ports, running_sink, seed_followers
 from tests.live import LiveServer, OwnerBrowser, running_server, wait_until
 
@@ -30,8 +30,9 @@ DB_NAME = "fedistream.sqlite3"  # Settings.db_path under the data directory
 FOLLOWERS = 300
 SINK_HOSTS = 6  # the worker takes at most 4 at a time per host: 6 hosts let 24 run at once
 SINK_DELAY_MS = 50  # stretches the fan-out to ≥ 0.6 s, so a kill lands inside it on any machine
-# Rows one worker holds at once at most (claimed, result not yet recorded): its max_concurrency.
-MAX_IN_FLIGHT = inspect.signature(DeliveryWorker).parameters["max_concurrency"].default
+# Rows one worker holds at once at most (claimed, result not yet recorded): its max_concurrency
+# times the rows it keeps ready per slot.
+MAX_HELD = inspect.signature(DeliveryWorker).parameters["max_concurrency"].default * HELD_PER_SLOT
 
 
 def _connect(data_dir: Path) -> sqlite3.Connection:
@@ -181,9 +182,9 @@ def test_a_fan_out_killed_midway_loses_nothing(
         # bands' headroom below 90 %), and some deliveries had not been attempted yet.
         assert 0.1 * FOLLOWERS <= answered_at_kill <= 0.9 * FOLLOWERS, answered_at_kill
         assert recorded_sent < FOLLOWERS
-        assert len(held) <= MAX_IN_FLIGHT
+        assert len(held) <= MAX_HELD
 
-        # The dead process's leases would run out after 120 s: simulate that time passing.
+        # The dead process's leases would run out after 5 minutes: simulate that time passing.
         _write(
             data_dir,
             "UPDATE deliveries SET lease_until = ? "
@@ -220,4 +221,4 @@ def test_a_fan_out_killed_midway_loses_nothing(
     # twice, and only once more each.
     assert duplicated <= held
     assert all(times <= 2 for times in delivered.values())
-    assert duplicates <= len(held) <= MAX_IN_FLIGHT
+    assert duplicates <= len(held) <= MAX_HELD
