@@ -72,3 +72,28 @@ def test_httpx_request_lines_are_quiet_unless_debugging(restore_logging: None) -
     assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
     with pytest.raises(ValueError):
         logs.configure("info", "yaml")
+
+
+def test_lines_logged_from_many_threads_are_all_written_whole(restore_logging: None) -> None:
+    """Lines are written in batches by one thread: none is lost, split or interleaved."""
+    import threading
+
+    out = io.StringIO()
+    stop = logs.configure("info", "text", stream=out)
+    log = logging.getLogger("fedistream.delivery")
+
+    def burst(thread: int) -> None:
+        for n in range(2000):
+            log.info("t%d line %d", thread, n)
+
+    threads = [threading.Thread(target=burst, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stop()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 8000
+    for t in range(4):
+        mine = [line for line in lines if f'msg="t{t} line ' in line]
+        assert [int(line.rsplit(" ", 1)[1].rstrip('"')) for line in mine] == list(range(2000))

@@ -37,6 +37,10 @@ BOX = (2048, 2048)  # the same box as our own attachments
 BATCH = 20
 CONCURRENCY = 4  # images in flight at once
 POLL_SECONDS = 30.0
+# The catch-up scan for images nobody queued (whole tables: O(actors + reactions)) runs at
+# start-up and then this rarely; running it on every wake-up made each inbox batch scan every
+# reaction ever received (bench/README.md, inbox).
+CATCH_UP_SECONDS = 600.0
 MAX_TRIES = 3  # transient failures (timeouts, 5xx) before a URL is marked failed
 RETRY_DELAY = 60.0  # seconds before a transient failure is tried again
 ACCEPT = "image/webp,image/png,image/jpeg,image/gif;q=0.9,*/*;q=0.1"
@@ -163,6 +167,7 @@ class MediaFetcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._full_pass_done = False
+        self._next_catch_up = 0.0  # monotonic time of the next catch-up scan
         # Transient failures in this process: url → (tries, monotonic time of the next try).
         self._backoff: dict[str, tuple[int, float]] = {}
 
@@ -200,12 +205,14 @@ class MediaFetcher:
                 log.info("remote media %s: %s", url, exc.public_message)
 
     async def run_once(self) -> int:
-        """Queue what is newly known (avatars, emoji; every attachment on the first pass), then
-        fetch a batch of due URLs. Returns how many were tried."""
-        async with self._db.transaction() as conn:
-            await remote_media_store.discover(conn, posts=not self._full_pass_done)
-        self._full_pass_done = True
+        """Fetch a batch of due URLs (queued by whoever stored the row naming them), after a
+        catch-up scan at start-up and every CATCH_UP_SECONDS. Returns how many were tried."""
         now = time.monotonic()
+        if now >= self._next_catch_up:
+            async with self._db.transaction() as conn:
+                await remote_media_store.discover(conn, posts=not self._full_pass_done)
+            self._full_pass_done = True
+            self._next_catch_up = now + CATCH_UP_SECONDS
         candidates = await remote_media_store.due(self._db, BATCH + len(self._backoff))
         urls = [u for u in candidates if self._backoff.get(u, (0, 0.0))[1] <= now][:BATCH]
         gate = asyncio.Semaphore(CONCURRENCY)

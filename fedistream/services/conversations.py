@@ -26,6 +26,7 @@ from fedistream.errors import BadInput, NotFound
 from fedistream.services import posts as post_service
 from fedistream.services.ports import ActorDirectory
 from fedistream.store import interactions, notifications
+from fedistream.store import remote_media as remote_media_store
 from fedistream.store.db import Database
 
 MAX_DEPTH = 50  # how far up a chain of the owner's replies we look for the thought it hangs under
@@ -116,6 +117,8 @@ async def _add(
             conn, kind=kind, actor_id=actor, object_id=activity_id, post_id=post_id,
             content=content, created_at=stamp,
         )  # fmt: skip
+        if emoji_url:  # a custom emoji reaction: its image is shown from our cache
+            await remote_media_store.enqueue_emoji(conn, emoji_url)
 
 
 async def _undo(

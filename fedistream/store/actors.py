@@ -16,6 +16,7 @@ import aiosqlite
 
 from fedistream.core.remote_actor import RemoteActor
 from fedistream.core.timefmt import parse_iso, to_iso
+from fedistream.store import remote_media
 from fedistream.store.db import Database
 
 
@@ -48,7 +49,8 @@ async def upsert(
     raw_json: dict[str, Any] | str,
     fetched_at: datetime,
 ) -> None:
-    """Insert or replace the cached actor. `target` is an open transaction or the database."""
+    """Insert or replace the cached actor and queue its avatar for fetching. `target` is an
+    open transaction or the database."""
     document = raw_json if isinstance(raw_json, str) else json.dumps(raw_json, ensure_ascii=False)
     params = (
         actor.id,
@@ -66,7 +68,15 @@ async def upsert(
         document,
         to_iso(fetched_at),
     )
-    await target.execute(_UPSERT, params)
+    # The avatar is queued for the remote media cache with the row that names it: pages only
+    # ever show a cached copy (services/remote_media.py).
+    if isinstance(target, Database):
+        async with target.transaction() as conn:
+            await conn.execute(_UPSERT, params)
+            await remote_media.enqueue_actor_icon(conn, actor.id)
+    else:
+        await target.execute(_UPSERT, params)
+        await remote_media.enqueue_actor_icon(target, actor.id)
 
 
 async def get(db: Database, actor_id: str) -> CachedActor | None:

@@ -38,6 +38,13 @@ async def enqueue_actor_icon(conn: aiosqlite.Connection, actor_id: str) -> None:
     )
 
 
+async def enqueue_emoji(conn: aiosqlite.Connection, url: str) -> None:
+    await conn.execute(
+        f"INSERT OR IGNORE INTO remote_media (url) SELECT :url WHERE {_fetchable(':url')}",
+        {"url": url},
+    )
+
+
 async def set_post_attachments(
     conn: aiosqlite.Connection, post_id: str, attachments: str | None
 ) -> None:
@@ -47,9 +54,10 @@ async def set_post_attachments(
 
 
 async def discover(conn: aiosqlite.Connection, *, posts: bool) -> None:
-    """Queue every avatar and custom emoji we know of and have not queued yet (actors are
-    cached by several paths: signature checks, lookups, follows); with `posts`, also every
-    image attachment of the stored remote notes (a full pass, for start-up)."""
+    """Queue every avatar and custom emoji we know of and have not queued yet; with `posts`,
+    also every image attachment of the stored remote notes. A catch-up pass over whole tables
+    (the fetcher runs it at start-up and then rarely): the rows that name an image queue it
+    as they are written (actors.upsert, note_stored, enqueue_emoji)."""
     await conn.execute(
         "INSERT OR IGNORE INTO remote_media (url) SELECT DISTINCT a.icon_url FROM actors a "
         f"WHERE {_fetchable('a.icon_url')} "

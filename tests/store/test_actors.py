@@ -84,3 +84,15 @@ async def test_delete(db: Database) -> None:
         assert await actors.delete(conn, ALICE.id) is True
         assert await actors.delete(conn, ALICE.id) is False
     assert await actors.get(db, ALICE.id) is None
+
+
+async def test_upsert_queues_the_avatar_for_the_media_cache(db: Database) -> None:
+    """Pages only show cached avatars, so the row naming one queues it (no table scans)."""
+    await actors.upsert(db, ALICE, {"id": ALICE.id}, WHEN)  # through the database
+    async with db.transaction() as conn:  # and inside a caller's transaction
+        await actors.upsert(conn, BOB, {"id": BOB.id}, WHEN)  # no icon: nothing queued
+        await actors.upsert(
+            conn, dataclasses.replace(BOB, icon_url="javascript:alert(1)"), {"id": BOB.id}, WHEN
+        )
+    rows = await db.fetchall("SELECT url, state FROM remote_media")
+    assert [(r["url"], r["state"]) for r in rows] == [(ALICE.icon_url, "pending")]
