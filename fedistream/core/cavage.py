@@ -150,7 +150,21 @@ def cavage_signing_string(
 
 
 def prepare_cavage(request: HttpRequest, now: Now) -> CavageSignature:
-    """Every cavage check that needs no key: syntax, window, Mastodon's coverage, the Digest."""
+    """Every cavage check that needs no key: syntax, window, Mastodon's coverage, the Digest.
+
+    Remembered on the request for the same `now`: the inbox checks a request before fetching
+    the key and verifies it after, and each pass costs as much as the RSA verify itself.
+    """
+    memo_key = ("prepare_cavage", now)
+    remembered = request.derived.get(memo_key)
+    if isinstance(remembered, CavageSignature):
+        return remembered
+    sig = _prepare_cavage(request, now)
+    request.derived[memo_key] = sig
+    return sig
+
+
+def _prepare_cavage(request: HttpRequest, now: Now) -> CavageSignature:
     raw = request.header("signature")
     if raw is None:
         raise SignatureError("Request not signed")

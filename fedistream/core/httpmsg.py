@@ -92,6 +92,11 @@ class HttpRequest:
     headers: HeaderInput = ()
     body: bytes = b""
     scheme: str = "https"
+    # Values derived from the (immutable) request, computed once: the header index, and the
+    # parsed signature that checking and then verifying both need (cavage.prepare_cavage).
+    derived: dict[object, object] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "headers", header_pairs(self.headers))
@@ -103,7 +108,18 @@ class HttpRequest:
 
     def header(self, name: str) -> str | None:
         """The field value (case-insensitive name), or None when absent."""
-        return _field_value(self.fields, name.lower())
+        index = self.derived.get(_HEADER_INDEX)
+        if index is None:
+            joined: dict[str, list[str]] = {}
+            for key, value in self.fields:
+                joined.setdefault(key, []).append(value.strip())
+            # Repeated field lines are joined with ", " (cavage-12 §2.3, RFC 9421 §2.1).
+            index = self.derived[_HEADER_INDEX] = {k: ", ".join(v) for k, v in joined.items()}
+        assert isinstance(index, dict)
+        return index.get(name.lower())
+
+
+_HEADER_INDEX = "header-index"
 
 
 @dataclass(frozen=True, slots=True)

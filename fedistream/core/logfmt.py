@@ -33,3 +33,17 @@ def format_value(value: object) -> str:
 def logfmt(fields: Mapping[str, object]) -> str:
     """`{"a": 1, "b": "x y"}` → `a=1 b="x y"`, in the mapping's order."""
     return " ".join(f"{key}={format_value(value)}" for key, value in fields.items())
+
+
+class LogfmtLine:
+    """A log message that is formatted only when read: `log.info(LogfmtLine(fields), extra=
+    {"fields": fields})`. fedistream's own formatters write the structured fields and never
+    read the message, so a line per request and per delivery is formatted once, not twice."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: Mapping[str, object]) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return logfmt(self.fields)

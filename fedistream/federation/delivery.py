@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from fedistream.core.logfmt import logfmt
+from fedistream.core.logfmt import LogfmtLine
 from fedistream.core.retry import Decision, Outcome, classify
 from fedistream.core.timefmt import to_iso
 from fedistream.errors import RemoteFetchFailed
@@ -283,7 +283,7 @@ class DeliveryWorker:
             }
             log.log(
                 logging.WARNING if decision.outcome is Outcome.GIVE_UP else logging.INFO,
-                logfmt(fields),
+                LogfmtLine(fields),
                 extra={"fields": fields},
             )
             if result.status == 410 and row.recipient and self._on_gone is not None:

@@ -51,15 +51,21 @@ def activity_key(activity: dict[str, Any]) -> str:
 
 
 async def receive(
-    db: Database, activity: dict[str, Any], actor_id: str, now: datetime | None = None
+    db: Database,
+    activity: dict[str, Any],
+    actor_id: str,
+    now: datetime | None = None,
+    *,
+    json_text: str | None = None,
 ) -> bool:
-    """Store a verified activity for processing. False when it was already received (replay)."""
+    """Store a verified activity for processing. False when it was already received (replay).
+    `json_text` is the activity already serialised (the inbox has it from its checks)."""
     return await inbox_store.insert(
         db,
         activity_key(activity),
         actor_id,
         str(activity.get("type")),
-        json.dumps(activity, ensure_ascii=False),
+        json_text if json_text is not None else json.dumps(activity, ensure_ascii=False),
         to_iso(now or datetime.now(UTC)),
     )
 

@@ -14,7 +14,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fedistream.core.logfmt import logfmt
+from fedistream.core.logfmt import LogfmtLine
 
 log = logging.getLogger("fedistream.access")
 
@@ -49,4 +49,4 @@ class AccessLogMiddleware:
                 # With proxy headers trusted, uvicorn has already put the real client here.
                 "client": client[0] if client else None,
             }
-            log.info(logfmt(fields), extra={"fields": fields})
+            log.info(LogfmtLine(fields), extra={"fields": fields})

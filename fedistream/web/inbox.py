@@ -64,7 +64,8 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _parse_activity(body: bytes) -> dict[str, Any]:
+def _parse_activity(body: bytes) -> tuple[dict[str, Any], str]:
+    """The activity, and the JSON text to store for it (checked to be valid UTF-8)."""
     try:
         activity = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -75,7 +76,8 @@ def _parse_activity(body: bytes) -> dict[str, Any]:
         raise InboxRefusal(400, "Body must be a JSON object (an activity).")
     try:
         # A `\ud800` escape parses to a lone surrogate, which no UTF-8 text (nor SQLite) holds.
-        json.dumps(activity, ensure_ascii=False).encode("utf-8")
+        text = json.dumps(activity, ensure_ascii=False)
+        text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InboxRefusal(
             400, "Body is not valid Unicode: it escapes an unpaired UTF-16 surrogate."
@@ -94,7 +96,7 @@ def _parse_activity(body: bytes) -> dict[str, Any]:
         raise InboxRefusal(400, "The activity needs a string 'id'.")
     if not id_of(activity.get("actor")):
         raise InboxRefusal(400, "The activity needs an 'actor'.")
-    return activity
+    return activity, text
 
 
 def _check_addressed_to_us(host: str, base_url: str) -> None:
@@ -198,7 +200,7 @@ async def inbox(request: Request) -> Response:
             )
         if "signature" not in request.headers and "signature-input" not in request.headers:
             raise InboxRefusal(401, "Request not signed")
-        activity = _parse_activity(body)
+        activity, json_text = _parse_activity(body)
         actor_id = id_of(activity["actor"])
         assert actor_id is not None
         _check_addressed_to_us(request.headers.get("host", ""), ctx.settings.base_url)
@@ -235,7 +237,7 @@ async def inbox(request: Request) -> Response:
     except InboxRefusal as refusal:
         log.info("inbox refused (%s): %s", refusal.status, refusal.message)
         return _refuse(refusal.status, refusal.message)
-    if await inbox_service.receive(ctx.db, activity, actor_id, now):
+    if await inbox_service.receive(ctx.db, activity, actor_id, now, json_text=json_text):
         ctx.wake_inbox()
     return Response(status_code=202)
 

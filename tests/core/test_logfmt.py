@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fedistream.core.logfmt import format_value, logfmt
+from fedistream.core.logfmt import LogfmtLine, format_value, logfmt
 
 
 def test_plain_values_stay_bare_and_in_order() -> None:
@@ -26,3 +26,17 @@ def test_control_characters_cannot_break_the_line() -> None:
     line = logfmt({"reason": "bad\nts=forged level=info\r\x1b[31m\tx"})
     assert "\n" not in line and "\r" not in line and "\x1b" not in line and "\t" not in line
     assert line == 'reason="bad\\nts=forged level=info\\r\\x1b[31m\\x09x"'
+
+
+def test_a_logfmt_line_is_formatted_only_when_read() -> None:
+    class Counting:
+        calls = 0
+
+        def __str__(self) -> str:
+            Counting.calls += 1
+            return "x y"
+
+    line = LogfmtLine({"event": "request", "client": Counting()})
+    assert Counting.calls == 0
+    assert str(line) == 'event=request client="x y"'
+    assert Counting.calls == 1
