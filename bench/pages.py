@@ -281,7 +281,7 @@ def run(
     sizes: tuple[int, ...] = (1_000, 100_000, 1_000_000),
     load_s: float = 10.0,
     latency_s: float = 1.0,
-    rounds: int = 3,
+    rounds: int = 5,
 ) -> tuple[list[Metric], dict[str, object]]:
     """All sizes' servers run side by side and are measured in alternation, round after round
     (the median of the rounds is reported): load from elsewhere on a shared machine then

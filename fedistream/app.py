@@ -27,6 +27,7 @@ from fedistream.federation.media_fetch import MediaFetcher
 from fedistream.federation.resolver import ActorResolver
 from fedistream.federation.signing import Signer
 from fedistream.services import follows, owner
+from fedistream.services.housekeeping import Housekeeper
 from fedistream.services.inbox import InboxPolicy, InboxProcessor
 from fedistream.services.keys import ensure_keypair
 from fedistream.settings import Settings
@@ -107,6 +108,7 @@ def build_app(settings: Settings) -> Starlette:
                 db, client, signer, on_gone=follower_gone, rand=random.Random().random
             )
             media_fetcher = MediaFetcher(db, client, settings.media_dir)
+            housekeeper = Housekeeper(db)
 
             def inbox_changed() -> None:
                 worker.wake()  # queued Accepts
@@ -130,12 +132,14 @@ def build_app(settings: Settings) -> Starlette:
                 asyncio.create_task(worker.run(), name="delivery-worker"),
                 asyncio.create_task(processor.run(), name="inbox-processor"),
                 asyncio.create_task(media_fetcher.run(), name="media-fetcher"),
+                asyncio.create_task(housekeeper.run(), name="housekeeping"),
             ]
             try:
                 yield
             finally:
                 processor.stop()
                 media_fetcher.stop()
+                housekeeper.stop()
                 await worker.stop()
                 for task in tasks:
                     task.cancel()

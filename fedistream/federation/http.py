@@ -200,6 +200,8 @@ def _guarded_http_transport(
 
 # `httpx.Limits()` means *unlimited*: the pool then keeps every connection of a fan-out and scans
 # them all on each request (quadratic in the number of hosts; measured in bench/README.md).
+# Connections above the worker's 96 in flight are never needed; few are worth keeping idle:
+# a fan-out meets each host once, and httpcore polls every idle socket on every request.
 DEFAULT_LIMITS = httpx.Limits(max_connections=128, max_keepalive_connections=8)
 
 

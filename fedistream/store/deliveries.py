@@ -425,3 +425,13 @@ async def retry_host_now(
             )
             revived = cursor.rowcount
     return Retried(rescheduled=rescheduled, revived=revived)
+
+
+async def forget_finished(db: Database, before: datetime, limit: int) -> int:
+    """Delete up to `limit` sent or given-up rows last updated before `before` (oldest first);
+    returns how many. Pending rows are never touched: they are still owed to someone."""
+    return await db.execute(
+        "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries "
+        "WHERE state != 'pending' AND updated_at < ? ORDER BY updated_at LIMIT ?)",
+        (to_iso(before), limit),
+    )

@@ -45,3 +45,13 @@ async def get(db: Database, activity_id: str) -> sqlite3.Row | None:
     return await db.fetchone(
         "SELECT id, actor_id, type, state, error FROM inbox WHERE id = ?", (activity_id,)
     )
+
+
+async def forget_processed(db: Database, before: str, limit: int) -> int:
+    """Delete up to `limit` applied, ignored or failed rows processed before `before` (ISO
+    time), oldest first; returns how many. Pending rows stay until they are applied."""
+    return await db.execute(
+        "DELETE FROM inbox WHERE rowid IN (SELECT rowid FROM inbox "
+        "WHERE state != 'pending' AND processed_at < ? ORDER BY processed_at LIMIT ?)",
+        (before, limit),
+    )

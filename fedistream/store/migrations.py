@@ -261,4 +261,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX deliveries_host ON deliveries(host, state, updated_at, attempts, next_attempt_at);
     """,
+    # 6: housekeeping — finished deliveries and processed inbox rows are kept for a while, then
+    # cleared (services/housekeeping.py); these find the oldest without scanning the tables.
+    """
+    CREATE INDEX deliveries_finished ON deliveries(updated_at) WHERE state != 'pending';
+    CREATE INDEX inbox_processed ON inbox(processed_at) WHERE state != 'pending';
+    """,
 )

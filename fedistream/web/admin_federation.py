@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -12,7 +13,7 @@ from starlette.routing import Route
 
 from fedistream.core.ids import looks_like_id
 from fedistream.errors import BadInput, FedistreamError, NotFound
-from fedistream.services import follows
+from fedistream.services import follows, housekeeping
 from fedistream.services import posts as post_service
 from fedistream.store import deliveries as delivery_store
 from fedistream.store import followers as follower_store
@@ -151,10 +152,18 @@ async def deliveries(request: Request) -> Response:
         raise NotFound("No thought has this address.")
     post = await post_service.get_live(ctx.db, post_id)
     rows = await delivery_store.status_for_post(ctx.db, post_id)
+    kept = housekeeping.RECORDS_KEPT
     return render(
         request,
         "admin/deliveries.html",
-        {**await admin_context(request, session), "post": post, "rows": rows},
+        {
+            **await admin_context(request, session),
+            "post": post,
+            "rows": rows,
+            "records_kept_days": kept.days,
+            # Older than the records are kept: an empty list means cleared, not "never sent".
+            "records_cleared": datetime.now(UTC) - post.created_at > kept,
+        },
     )
 
 

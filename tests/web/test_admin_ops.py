@@ -221,3 +221,29 @@ def test_an_empty_queue_says_so(client: TestClient) -> None:
     log_in(client)
     page = client.get("/admin/federation")
     assert page.status_code == 200 and "Nothing has been sent to another server yet" in page.text
+
+
+def test_a_thought_older_than_the_records_says_they_were_cleared(
+    owner_client: TestClient, settings: Settings
+) -> None:
+    """Housekeeping clears delivery records after RECORDS_KEPT: an old thought's empty page
+    must not claim nothing was ever sent."""
+    import sqlite3
+
+    from fedistream.services.housekeeping import RECORDS_KEPT
+    from tests.conftest import publish
+
+    post_id = publish(owner_client, "A thought nobody followed yet.")
+    page = owner_client.get(f"/admin/posts/{post_id}/deliveries").text
+    assert "nobody followed you when it was published" in page
+    conn = sqlite3.connect(settings.db_path)
+    with conn:
+        old = datetime.now(UTC) - RECORDS_KEPT - timedelta(days=1)
+        conn.execute(
+            "UPDATE posts SET created_at = ? WHERE id = ?",
+            (old.strftime("%Y-%m-%dT%H:%M:%SZ"), post_id),
+        )
+    conn.close()
+    page = owner_client.get(f"/admin/posts/{post_id}/deliveries").text
+    assert f"kept for {RECORDS_KEPT.days} days" in page
+    assert "nobody followed you" not in page
