@@ -214,13 +214,20 @@ async def search(db: Database, user_query: str, limit: int, offset: int = 0) -> 
     query = fts_query(user_query)
     if query is None:
         return []
+    # Two steps: rank every match, then make snippets for the page only. In one step SQLite
+    # builds the snippet of every match before sorting; this is 1.5–2× faster for a common word
+    # at 1M thoughts, with the same results (bench/README.md).
     rows = await db.fetchall(
-        f"SELECT {_P_COLUMNS}, "
+        "WITH page AS MATERIALIZED ("
+        " SELECT posts_fts.rowid AS seq, bm25(posts_fts, 5.0, 2.0, 1.0) AS score, p.id AS pid"
+        " FROM posts_fts JOIN posts p ON p.seq = posts_fts.rowid"
+        " WHERE posts_fts MATCH :q AND p.deleted_at IS NULL"
+        " ORDER BY score, p.id DESC LIMIT :limit OFFSET :offset"
+        f") SELECT {_P_COLUMNS}, "
         f"snippet(posts_fts, 2, '{_MARK_OPEN}', '{_MARK_CLOSE}', '…', 40) AS snip "
-        "FROM posts_fts JOIN posts p ON p.seq = posts_fts.rowid "
-        "WHERE posts_fts MATCH ? AND p.deleted_at IS NULL "
-        "ORDER BY bm25(posts_fts, 5.0, 2.0, 1.0), p.id DESC LIMIT ? OFFSET ?",
-        (query, limit, offset),
+        "FROM page JOIN posts_fts ON posts_fts.rowid = page.seq JOIN posts p ON p.seq = page.seq "
+        "WHERE posts_fts MATCH :q ORDER BY page.score, page.pid DESC",
+        {"q": query, "limit": limit, "offset": offset},
     )
     posts = await _posts_with_tags(db, rows)
     return [

@@ -105,6 +105,22 @@ async def test_search_highlights_and_ranks(db: Database) -> None:
     assert "<mark>" in hits[1].snippet_html
 
 
+async def test_search_pages_through_every_match_once_best_first(db: Database) -> None:
+    """The page is ranked first and its snippets made after: pages must tile the results."""
+    ids = [await add(db, "word " * (1 + i % 4) + f"thought {i}", i) for i in range(23)]
+    gone = ids[5]
+    async with db.transaction() as conn:
+        await store.mark_deleted(conn, gone, "2024-06-01T00:00:00Z")
+    everything = await store.search(db, "word", 100)
+    pages = [await store.search(db, "word", 7, offset) for offset in range(0, 28, 7)]
+    assert [h.post.id for page in pages for h in page] == [h.post.id for h in everything]
+    assert len(everything) == 22 and gone not in {h.post.id for h in everything}
+    assert all("<mark>word</mark>" in h.snippet_html for h in everything)
+    # bm25 puts the thoughts that repeat the word most first.
+    counts = [h.post.text.count("word") for h in everything]
+    assert counts == sorted(counts, reverse=True)
+
+
 async def test_search_escapes_html_and_survives_fts_syntax(db: Database) -> None:
     await add(db, "use `<b>` tags carefully", 1)
     hits = await store.search(db, "tags", 5)
