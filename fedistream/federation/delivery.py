@@ -45,7 +45,7 @@ log = logging.getLogger("fedistream.delivery")
 # hosts is what makes a fan-out fast (bench/README.md). Keep it below the HTTP client's
 # connection limit (federation/http.py DEFAULT_LIMITS), or requests queue in its pool.
 MAX_CONCURRENCY = 96
-PER_HOST = 4  # requests at once to one host, as Mastodon's own delivery workers do
+PER_HOST = 4  # requests at once to one host: a fan-out must not flood a small server
 HELD_PER_SLOT = 2  # rows held in memory per slot (see the module docstring)
 LEASE_SECONDS = 300.0  # > HELD_PER_SLOT × (2 × the client's 30 s deadline), with room to spare
 ERROR_BODY_BYTES = 2048  # enough of a refusal ({"error": "Verification failed…"}) to explain it
