@@ -566,17 +566,7 @@ async def test_fan_out_to_300_inboxes_delivers_each_exactly_once(
     targets = [(sink.url(f"/users/u{i}/inbox"), None) for sink in sinks for i in range(100)]
     await enqueue(db, targets)
     worker = make_worker(db, client, signer, clock, per_host=4, max_concurrency=32)
-    runner = asyncio.create_task(worker.run())
-    worker.wake()
-
-    async def all_sent() -> bool:
-        return (await deliveries.counts(db))["sent"] == 300
-
-    try:
-        await wait_until(all_sent, "300 deliveries")
-    finally:
-        await asyncio.wait_for(worker.stop(), WAIT_LIMIT_S)
-        await asyncio.wait_for(runner, WAIT_LIMIT_S)
+    await run_until_sent(worker, db, 300, "300 deliveries")
     for sink in sinks:
         assert sorted(sink.paths()) == sorted(f"/users/u{i}/inbox" for i in range(100))
         assert all(r.signer == KEY_ID for r in sink.received)
@@ -609,13 +599,7 @@ async def test_run_claims_once_per_burst_not_once_per_delivery(
         sink.default = Reply(202, delay=0.005)
     await enqueue(db, [(sink.url(f"/u{i}"), None) for sink in sinks for i in range(60)])
     worker = make_worker(db, client, signer, clock, per_host=4, max_concurrency=16)
-    runner = asyncio.create_task(worker.run())
-    worker.wake()
-    try:
-        await wait_until(lambda: _count_sent(db, 300), "300 deliveries")
-    finally:
-        await asyncio.wait_for(worker.stop(), WAIT_LIMIT_S)
-        await asyncio.wait_for(runner, WAIT_LIMIT_S)
+    await run_until_sent(worker, db, 300, "300 deliveries")
     assert sum(claims) == 300
     # 5 hosts × a share of 8 held rows: a claim after every ~10 finished (43–47 claims here);
     # claiming whenever a delivery finished took ~77, coalesced only by timing.
@@ -631,16 +615,21 @@ async def test_overall_concurrency_is_capped(
         sink.default = Reply(202, delay=0.03)
     await enqueue(db, [(sink.url(f"/u{i}"), None) for sink in sinks for i in range(5)])
     worker = make_worker(db, client, signer, clock, per_host=4, max_concurrency=5)
-    runner = asyncio.create_task(worker.run())
-    worker.wake()
-    try:
-        await wait_until(lambda: _count_sent(db, 30), "30 deliveries with a global cap of 5")
-    finally:
-        await asyncio.wait_for(worker.stop(), WAIT_LIMIT_S)
-        await asyncio.wait_for(runner, WAIT_LIMIT_S)
+    await run_until_sent(worker, db, 30, "30 deliveries with a global cap of 5")
     total = make_sink.total
     assert 1 < total.peak <= 5
     assert sum(len(s.received) for s in sinks) == 30
+
+
+async def run_until_sent(worker: DeliveryWorker, db: Database, expected: int, what: str) -> None:
+    """Run the worker (woken once) until `expected` rows are sent, then stop it."""
+    runner = asyncio.create_task(worker.run())
+    worker.wake()
+    try:
+        await wait_until(lambda: _count_sent(db, expected), what)
+    finally:
+        await asyncio.wait_for(worker.stop(), WAIT_LIMIT_S)
+        await asyncio.wait_for(runner, WAIT_LIMIT_S)
 
 
 async def _count_sent(db: Database, expected: int) -> bool:
