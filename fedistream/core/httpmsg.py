@@ -74,10 +74,13 @@ def header_pairs(headers: HeaderInput) -> tuple[tuple[str, str], ...]:
     return tuple((str(name).lower(), str(value)) for name, value in items)
 
 
-def _field_value(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
-    # Repeated field lines are joined with ", " (cavage-12 §2.3, RFC 9421 §2.1).
-    values = [value.strip() for key, value in headers if key == name]
-    return ", ".join(values) if values else None
+def _field_index(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """Each field's value by lower-case name. Repeated field lines are joined with ", "
+    (cavage-12 §2.3, RFC 9421 §2.1)."""
+    values: dict[str, list[str]] = {}
+    for key, value in headers:
+        values.setdefault(key, []).append(value.strip())
+    return {key: ", ".join(found) for key, found in values.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +113,7 @@ class HttpRequest:
         """The field value (case-insensitive name), or None when absent."""
         index = self.derived.get(_HEADER_INDEX)
         if index is None:
-            joined: dict[str, list[str]] = {}
-            for key, value in self.fields:
-                joined.setdefault(key, []).append(value.strip())
-            # Repeated field lines are joined with ", " (cavage-12 §2.3, RFC 9421 §2.1).
-            index = self.derived[_HEADER_INDEX] = {k: ", ".join(v) for k, v in joined.items()}
+            index = self.derived[_HEADER_INDEX] = _field_index(self.fields)
         assert isinstance(index, dict)
         return index.get(name.lower())
 
@@ -138,7 +137,7 @@ class HttpResponse:
         return self.headers  # type: ignore[return-value]  # normalised in __post_init__
 
     def header(self, name: str) -> str | None:
-        return _field_value(self.fields, name.lower())
+        return _field_index(self.fields).get(name.lower())
 
 
 @dataclass(frozen=True, slots=True)

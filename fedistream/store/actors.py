@@ -68,15 +68,18 @@ async def upsert(
         document,
         to_iso(fetched_at),
     )
-    # The avatar is queued for the remote media cache with the row that names it: pages only
-    # ever show a cached copy (services/remote_media.py).
+
+    async def write(conn: aiosqlite.Connection) -> None:
+        await conn.execute(_UPSERT, params)
+        # The avatar is queued for the remote media cache with the row that names it: pages
+        # only ever show a cached copy (services/remote_media.py).
+        await remote_media.enqueue_actor_icon(conn, actor.id)
+
     if isinstance(target, Database):
         async with target.transaction() as conn:
-            await conn.execute(_UPSERT, params)
-            await remote_media.enqueue_actor_icon(conn, actor.id)
+            await write(conn)
     else:
-        await target.execute(_UPSERT, params)
-        await remote_media.enqueue_actor_icon(target, actor.id)
+        await write(target)
 
 
 async def get(db: Database, actor_id: str) -> CachedActor | None:

@@ -132,17 +132,12 @@ class Database:
                         outcomes = await self._writer._execute(
                             _run_group, self._writer._conn, [(sql, p) for sql, p, _ in group]
                         )
-                except BaseException as exc:
-                    for _, _, waiter in group:
-                        if not waiter.done():
-                            waiter.set_exception(
-                                exc
-                                if isinstance(exc, Exception)
-                                else RuntimeError("the write was interrupted")
-                            )
-                    if not isinstance(exc, Exception):
-                        raise
+                except Exception as exc:  # the group's transaction failed: so did each write
+                    _fail(group, exc)
                     continue
+                except BaseException:  # cancelled (shutdown): nothing of the group is known
+                    _fail(group, RuntimeError("the write was interrupted"))
+                    raise
                 for (_, _, waiter), outcome in zip(group, outcomes, strict=True):
                     if waiter.done():
                         continue
@@ -153,9 +148,7 @@ class Database:
         finally:
             self._group_writer = None
             leftover, self._grouped = self._grouped, []
-            for _, _, waiter in leftover:
-                if not waiter.done():
-                    waiter.set_exception(RuntimeError("the write was interrupted"))
+            _fail(leftover, RuntimeError("the write was interrupted"))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         async with self.transaction() as conn:
@@ -248,14 +241,11 @@ def _run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:
     )
 
 
-def _drive_transaction(
-    conn: sqlite3.Connection, work: Callable[[aiosqlite.Connection], Coroutine[Any, Any, T]]
-) -> T:
-    """Runs in the writer's thread: BEGIN IMMEDIATE, the whole of `work`, COMMIT."""
+def _in_transaction(conn: sqlite3.Connection, run: Callable[[], T]) -> T:
+    """In the writer's thread: BEGIN IMMEDIATE, `run()`, COMMIT (ROLLBACK if it raises)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        # The stand-in has every method the store's functions call on an aiosqlite.Connection.
-        result = _run_to_completion(work(cast(aiosqlite.Connection, _InThreadConnection(conn))))
+        result = run()
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
@@ -264,14 +254,23 @@ def _drive_transaction(
     return result
 
 
+def _drive_transaction(
+    conn: sqlite3.Connection, work: Callable[[aiosqlite.Connection], Coroutine[Any, Any, T]]
+) -> T:
+    """Runs in the writer's thread: the whole of `work` in one transaction."""
+    # The stand-in has every method the store's functions call on an aiosqlite.Connection.
+    stand_in = cast(aiosqlite.Connection, _InThreadConnection(conn))
+    return _in_transaction(conn, lambda: _run_to_completion(work(stand_in)))
+
+
 def _run_group(
     conn: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[Any]]]
 ) -> list[int | sqlite3.Error]:
     """Runs in the writer's thread: every statement in one transaction. A failing statement
     is undone by SQLite on its own (the transaction stays open) and reported in its place."""
-    outcomes: list[int | sqlite3.Error] = []
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+
+    def run() -> list[int | sqlite3.Error]:
+        outcomes: list[int | sqlite3.Error] = []
         for sql, params in statements:
             try:
                 outcomes.append(conn.execute(sql, params).rowcount)
@@ -279,12 +278,15 @@ def _run_group(
                 if not conn.in_transaction:  # SQLite gave up the whole transaction
                     raise
                 outcomes.append(exc)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return outcomes
+        return outcomes
+
+    return _in_transaction(conn, run)
+
+
+def _fail(group: Iterable[tuple[str, Sequence[Any], asyncio.Future[int]]], exc: Exception) -> None:
+    for _, _, waiter in group:
+        if not waiter.done():
+            waiter.set_exception(exc)
 
 
 async def apply_migrations(conn: aiosqlite.Connection) -> int:

@@ -59,7 +59,8 @@ async def _note_counts(ctx: WebContext, post_ids: list[str]) -> dict[str, activi
     }
 
 
-async def note(request: Request) -> Response:
+async def _note_or_tombstone(request: Request) -> dict[str, Any] | Response:
+    """The thought's Note, or the 410 Tombstone to answer when it was deleted (404 unknown)."""
     ctx = context(request)
     post_id = request.path_params["post_id"]
     post = await post_store.get_post(ctx.db, post_id) if looks_like_id(post_id) else None
@@ -70,28 +71,21 @@ async def note(request: Request) -> Response:
         return as2_response(activitypub.tombstone(ctx.urls, post.id, post.deleted_at), status=410)
     documents = await attachment_service.documents_for(ctx.db, ctx.urls, [post.id])
     counts = (await _note_counts(ctx, [post.id])).get(post.id, activitypub.NoteCounts())
-    return as2_response(
-        activitypub.note_object(
-            ctx.urls, post, attachments=documents.get(post.id, ()), counts=counts
-        )
+    return activitypub.note_object(
+        ctx.urls, post, attachments=documents.get(post.id, ()), counts=counts
     )
+
+
+async def note(request: Request) -> Response:
+    found = await _note_or_tombstone(request)
+    return found if isinstance(found, Response) else as2_response(found)
 
 
 async def create_activity(request: Request) -> Response:
-    ctx = context(request)
-    post_id = request.path_params["post_id"]
-    post = await post_store.get_post(ctx.db, post_id) if looks_like_id(post_id) else None
-    if post is None:
-        raise NotFound("No thought has this address.")
-    if post.is_deleted:
-        assert post.deleted_at is not None
-        return as2_response(activitypub.tombstone(ctx.urls, post.id, post.deleted_at), status=410)
-    documents = await attachment_service.documents_for(ctx.db, ctx.urls, [post.id])
-    counts = (await _note_counts(ctx, [post.id])).get(post.id, activitypub.NoteCounts())
-    note = activitypub.note_object(
-        ctx.urls, post, attachments=documents.get(post.id, ()), counts=counts
-    )
-    return as2_response(activitypub.create_activity(ctx.urls, note))
+    found = await _note_or_tombstone(request)
+    if isinstance(found, Response):
+        return found
+    return as2_response(activitypub.create_activity(context(request).urls, found))
 
 
 async def outbox(request: Request) -> Response:
