@@ -1,18 +1,29 @@
-"""Baselines for the fan-out benchmark, run in the bench process: the same client POSTing
-pre-signed bodies at the worker's limits, and the signing ceiling through fedistream's Signer."""
+"""Baselines for the fan-out benchmark, run in the bench process: a client POSTing pre-signed
+bodies at the worker's limits, and the signing ceiling through fedistream's Signer.
+
+Two clients can be measured that way: the app's httpx client (`build_http_client`, what issue 6
+names as the baseline) and the worker's own `DeliveryClient` (aiohttp), so the report can say
+both how the server compares with httpx and what the queue, signing and bookkeeping cost on
+top of the client the worker really uses."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
 
+from fedistream.federation.delivery_client import DeliveryClient
 from fedistream.federation.http import ACTIVITY_JSON
 from fedistream.federation.signing import Signer
+
+# POST the body to an inbox with these (signed) headers; the answer's status. `last_to_host`:
+# no other POST to that host follows (the worker closes such connections; so do the baselines).
+Send = Callable[[str, dict[str, str], bool], Awaitable[int]]
 
 SIGNING_SECONDS = 2.0
 
@@ -34,8 +45,22 @@ class ClientRun:
         return self.ok / self.seconds if self.seconds > 0 else 0.0
 
 
+def httpx_sender(client: httpx.AsyncClient, body: bytes) -> Send:
+    async def send(inbox: str, headers: dict[str, str], _last_to_host: bool) -> int:
+        return (await client.post(inbox, content=body, headers=headers)).status_code
+
+    return send
+
+
+def delivery_sender(client: DeliveryClient, body: bytes) -> Send:
+    async def send(inbox: str, headers: dict[str, str], last_to_host: bool) -> int:
+        return (await client.post(inbox, body, headers, keep_alive=not last_to_host)).status
+
+    return send
+
+
 async def post_presigned(
-    client: httpx.AsyncClient,
+    send: Send,
     inboxes: Sequence[str],
     body: bytes,
     signer: Signer,
@@ -54,6 +79,7 @@ async def post_presigned(
     ]
     everything = asyncio.Semaphore(concurrency)
     hosts: dict[str, asyncio.Semaphore] = {}
+    left = Counter(httpx.URL(inbox).netloc.decode() for inbox in inboxes)
     ok = 0
 
     async def one(inbox: str, headers: dict[str, str]) -> None:
@@ -61,8 +87,9 @@ async def post_presigned(
         host = httpx.URL(inbox).netloc.decode()
         slot = hosts.setdefault(host, asyncio.Semaphore(per_host))
         async with slot, everything:
-            response = await client.post(inbox, content=body, headers=headers)
-            ok += 200 <= response.status_code < 300
+            left[host] -= 1
+            status = await send(inbox, headers, left[host] <= 0)
+            ok += 200 <= status < 300
 
     started = time.perf_counter()
     cpu_before = time.process_time()

@@ -13,11 +13,12 @@ Follow handshakes), one personal inbox each, so there is one delivery row per fo
 Measured, all in one run:
 1. fan-out to N inboxes, one host (sink port) each, sink answering at once: deliveries/s and
    time from pressing publish to the last delivery; peak RSS of the server during the fan-out.
-   Baseline: the app's own httpx client (`build_http_client`, as the lifespan builds it)
-   POSTing the same body, pre-signed, to the same inboxes at the worker's concurrency limits.
+   Baselines: the app's httpx client (`build_http_client`, as issue 6 names it) and the worker's
+   own `DeliveryClient` (aiohttp), each POSTing the same body, pre-signed, to the same inboxes
+   at the worker's concurrency limits.
 2. the same with the sink adding 50 ms to every answer: deliveries/s ÷ RSA-2048 signatures/s
    through fedistream's Signer (its thread pool, as the worker signs).
-3. informative: plain httpx (its default pool limits) on case 1; the raw client on case 2; and
+3. informative: both clients on case 2, CPU per delivery against CPU per pre-signed POST, and
    all N inboxes on one host (the per-host cap in play).
 """
 
@@ -36,10 +37,18 @@ import httpx
 
 import fedistream
 from bench import pyspy
-from bench.baseline import ClientRun, post_presigned, signing_rate
+from bench.baseline import (
+    ClientRun,
+    Send,
+    delivery_sender,
+    httpx_sender,
+    post_presigned,
+    signing_rate,
+)
 from bench.common import Metric, RssSampler, cpu_seconds, event_loop_runner, rss_mb
 from fedistream.core.urls import Urls
 from fedistream.federation.delivery import DeliveryWorker
+from fedistream.federation.delivery_client import DeliveryClient
 from fedistream.federation.http import build_http_client
 from fedistream.federation.signing import Signer
 from tests.federation.sink import Sink, free_ports, read_log, seed_followers
@@ -193,6 +202,17 @@ def measure_fan_out(
 # --- the whole benchmark -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Baselines:
+    """Pre-signed POSTs to the same inboxes at the worker's limits, and the signing ceiling."""
+
+    httpx_fast: ClientRun  # the app's httpx client: issue 6's baseline
+    own_fast: ClientRun  # the worker's DeliveryClient (aiohttp): what the worker adds to it
+    httpx_slow: ClientRun
+    own_slow: ClientRun
+    signatures_per_s: float
+
+
 @dataclass(slots=True)
 class Report:
     metrics: list[Metric]
@@ -232,39 +252,42 @@ def run(
         signer = many.signer(base_url)
         user_agent = f"fedistream/{fedistream.__version__} (+{base_url}/)"
 
-        async def post(client: httpx.AsyncClient, label: str) -> ClientRun:
+        async def post(send: Send, label: str) -> ClientRun:
             return await post_presigned(
-                client, many.inboxes, payload, signer,
+                send, many.inboxes, payload, signer,
                 concurrency=concurrency, per_host=per_host, give_up_after=timeout, label=label,
             )  # fmt: skip
 
-        async def baselines() -> tuple[ClientRun, ClientRun, ClientRun, float]:
+        def fetch_client() -> httpx.AsyncClient:
+            return build_http_client(allow_private_networks=True, user_agent=user_agent)
+
+        def delivery_client() -> DeliveryClient:
+            return DeliveryClient(allow_private_networks=True, user_agent=user_agent)
+
+        async def baselines() -> Baselines:
             many.sink.set_mode(delay_ms=0)
-            async with build_http_client(
-                allow_private_networks=True, user_agent=user_agent
-            ) as client:
-                app_fast = await post(client, "app client")
-            async with httpx.AsyncClient(headers={"User-Agent": user_agent}) as plain:
-                plain_fast = await post(plain, "plain httpx")
+            async with fetch_client() as client:
+                httpx_fast = await post(httpx_sender(client, payload), "httpx client")
+            async with delivery_client() as client:
+                own_fast = await post(delivery_sender(client, payload), "delivery client")
             many.sink.set_mode(delay_ms=SLOW_MS)
-            async with build_http_client(
-                allow_private_networks=True, user_agent=user_agent
-            ) as client:
-                app_slow = await post(client, "app client +50 ms")
-            return app_fast, plain_fast, app_slow, await signing_rate(signer, many.inboxes, payload)
+            async with fetch_client() as client:
+                httpx_slow = await post(httpx_sender(client, payload), "httpx client +50 ms")
+            async with delivery_client() as client:
+                own_slow = await post(delivery_sender(client, payload), "delivery client +50 ms")
+            signs = await signing_rate(signer, many.inboxes, payload)
+            return Baselines(httpx_fast, own_fast, httpx_slow, own_slow, signs)
 
         try:
             with event_loop_runner() as runner:
-                app_fast, plain_fast, app_slow, signs = runner.run(baselines())
+                measured = runner.run(baselines())
         finally:
             signer.close()
     finally:
         many.sink.stop()
 
     one = _one_host(work, followers, timeout, concurrency, per_host, profile_dir)
-    return _report(
-        followers, concurrency, per_host, fast, slow, app_fast, plain_fast, app_slow, signs, one
-    )
+    return _report(followers, concurrency, per_host, fast, slow, measured, one)
 
 
 def _one_host(
@@ -293,11 +316,12 @@ def _one_host(
         signer = single.signer(base_url)
 
         async def baseline() -> ClientRun:
-            async with build_http_client(allow_private_networks=True, user_agent="bench") as c:
+            payload = single.body(activity_id)
+            async with DeliveryClient(allow_private_networks=True, user_agent="bench") as c:
                 return await post_presigned(
-                    c, single.inboxes, single.body(activity_id), signer,
+                    delivery_sender(c, payload), single.inboxes, payload, signer,
                     concurrency=concurrency, per_host=per_host, give_up_after=timeout,
-                    label="app client, one host",
+                    label="delivery client, one host",
                 )  # fmt: skip
 
         try:
@@ -315,10 +339,7 @@ def _report(
     per_host: int,
     fast: FanOut,
     slow: FanOut,
-    app_fast: ClientRun,
-    plain_fast: ClientRun,
-    app_slow: ClientRun,
-    signs: float,
+    base: Baselines,
     one: tuple[FanOut, ClientRun],
 ) -> Report:
     limits = f"{concurrency} at once, {per_host}/host"
@@ -328,18 +349,15 @@ def _report(
         return f"TIMED OUT: {fan.delivered}/{fan.expected} delivered" if fan.timed_out else ""
 
     one_fan, one_client = one
-    shared_problem = ""
-    if app_fast.rate < 0.5 * plain_fast.rate:
-        # The worker only looks good here if its baseline is held back by the same client.
-        shared_problem = (
-            f"the baseline client itself does {app_fast.rate / plain_fast.rate:.2f}× plain "
-            "httpx on this layout: see the 'app client vs plain httpx' row"
-        )
     metrics = [
         Metric(
             f"fan-out, {n} inboxes on {n} hosts", fast.rate, "deliv/s",
-            app_fast.rate, f"app client, pre-signed, {limits}",
-            target=TARGET_VS_CLIENT, note=partial(fast) or shared_problem,
+            base.httpx_fast.rate, f"httpx client (app's), pre-signed, {limits}",
+            target=TARGET_VS_CLIENT, note=partial(fast),
+        ),
+        Metric(
+            "  vs the worker's own client", fast.rate, "deliv/s",
+            base.own_fast.rate, f"delivery client (aiohttp), pre-signed, {limits}",
         ),
         Metric(
             "  time to last delivery", fast.seconds, "s",
@@ -351,28 +369,26 @@ def _report(
         ),
         Metric(
             f"fan-out, {n} inboxes, sink +{SLOW_MS:.0f} ms", slow.rate, "deliv/s",
-            signs, "RSA-2048 signatures/s, Signer pool",
+            base.signatures_per_s, "RSA-2048 signatures/s, Signer pool",
             target=TARGET_VS_SIGNING, note=partial(slow),
         ),
         Metric("  time to last delivery (+50 ms)", slow.seconds, "s"),
         Metric("  peak RSS during fan-out (+50 ms)", slow.peak_rss_mb, "MiB", slow.idle_rss_mb,
                "idle RSS"),
         Metric(
-            "  info: fan-out +50 ms vs client", slow.rate, "deliv/s",
-            app_slow.rate, f"app client +50 ms, {limits}",
+            "  info: fan-out +50 ms vs clients", slow.rate, "deliv/s",
+            base.own_slow.rate,
+            f"delivery client +50 ms ({base.httpx_slow.rate:,.0f} httpx), {limits}",
         ),
         Metric(
             "  info: server CPU per delivery", fast.cpu_ms_each, "ms",
-            app_fast.cpu_ms_each, "bench process CPU per pre-signed POST (app client)",
-        ),
-        Metric(
-            f"info: app client vs plain httpx, {n} hosts", app_fast.rate, "req/s",
-            plain_fast.rate, "plain httpx.AsyncClient, same limits",
+            base.own_fast.cpu_ms_each,
+            f"bench CPU per pre-signed POST, delivery client "
+            f"({base.httpx_fast.cpu_ms_each:.2f} httpx)",
         ),
         Metric(
             f"info: fan-out, {n} inboxes on 1 host", one_fan.rate, "deliv/s",
-            one_client.rate, f"app client, {per_host}/host",
-            target=TARGET_VS_CLIENT, note=partial(one_fan),
+            one_client.rate, f"delivery client, {per_host}/host", note=partial(one_fan),
         ),
         Metric("  time to last delivery (1 host)", one_fan.seconds, "s"),
     ]  # fmt: skip
@@ -387,9 +403,9 @@ def _report(
         ],
         "client_runs": [
             {"label": c.label, "sent": c.sent, "ok": c.ok, "seconds": c.seconds, "rate": c.rate}
-            for c in (app_fast, plain_fast, app_slow, one_client)
+            for c in (base.httpx_fast, base.own_fast, base.httpx_slow, base.own_slow, one_client)
         ],
-        "signatures_per_s": signs,
+        "signatures_per_s": base.signatures_per_s,
     }
     profiles = {f.label: f.profile for f in fans if f.profile}
     return Report(metrics, details, profiles)

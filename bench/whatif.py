@@ -3,8 +3,8 @@ settings it already accepts, against the same many-host sink — to size a propo
 before anyone makes it. Not a substitute for the real-server numbers in fanout.py.
 
 Each run queues one activity for N inboxes (one host each) in a fresh database, starts
-`DeliveryWorker.run()` and times it until every row is sent. Varied: the HTTP client's pool
-limits (`build_http_client(limits=…)`: the app passes none) and the worker's max_concurrency.
+`DeliveryWorker.run()` and times it until every row is sent. Varied: the worker's
+max_concurrency (with the delivery client's connection limit above it) and the sink's delay.
 """
 
 from __future__ import annotations
@@ -16,41 +16,33 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bench.common import Metric, event_loop_runner
 from bench.fanout import SLOW_MS
-from fedistream.federation.delivery import DeliveryWorker
-from fedistream.federation.http import build_http_client
+from fedistream.federation.delivery import MAX_CONCURRENCY, DeliveryWorker
+from fedistream.federation.delivery_client import DeliveryClient
 from fedistream.federation.signing import Signer
 from fedistream.store import activities, deliveries
 from fedistream.store.db import Database
 from tests.federation.sink import Sink
 
 ACTIVITY_ID = "http://127.0.0.1:9/p/whatif/activity"
-HTTPX_DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 
 @dataclass(frozen=True, slots=True)
 class Variant:
     label: str
-    limits: httpx.Limits | None  # None: what the app passes today
     max_concurrency: int
     delay_ms: float
 
 
 VARIANTS = (
-    Variant("as the app builds it (no pool limits)", None, 32, 0),
-    Variant("pool limits 100/20 (httpx's defaults)", HTTPX_DEFAULT_LIMITS, 32, 0),
-    Variant(f"pool limits 100/20, sink +{SLOW_MS:.0f} ms", HTTPX_DEFAULT_LIMITS, 32, SLOW_MS),
-    Variant(
-        f"pool limits 100/20, max_concurrency 128, +{SLOW_MS:.0f} ms",
-        HTTPX_DEFAULT_LIMITS,
-        128,
-        SLOW_MS,
-    ),
+    Variant(f"as the app runs it ({MAX_CONCURRENCY} at once)", MAX_CONCURRENCY, 0),
+    Variant("48 at once", 48, 0),
+    Variant(f"as the app runs it, sink +{SLOW_MS:.0f} ms", MAX_CONCURRENCY, SLOW_MS),
+    Variant(f"192 at once, sink +{SLOW_MS:.0f} ms", 192, SLOW_MS),
 )
 
 
@@ -72,8 +64,10 @@ async def _one(
     async with db.transaction() as conn:
         await activities.insert(conn, ACTIVITY_ID, "Create", None, body, "2025-01-01T00:00:00Z")
         await deliveries.enqueue(conn, ACTIVITY_ID, [(inbox, None) for inbox in inboxes], now)
-    client = build_http_client(
-        allow_private_networks=True, user_agent="fedistream-bench", limits=variant.limits
+    client = DeliveryClient(
+        allow_private_networks=True,
+        user_agent="fedistream-bench",
+        max_connections=variant.max_concurrency + 32,
     )
     signer = Signer("http://127.0.0.1:9/#main-key", pem)
     worker = DeliveryWorker(db, client, signer, max_concurrency=variant.max_concurrency)
@@ -119,7 +113,7 @@ def run(work: Path, *, followers: int, timeout: float) -> list[Metric]:
             sent / seconds,
             "deliv/s",
             as_is if i else None,
-            "in-process, as the app builds it" if i else "",
+            "in-process, as the app runs it" if i else "",
             note=f"TIMED OUT: {sent}/{followers} sent" if sent < followers else "",
         )
         for i, (variant, sent, seconds) in enumerate(results)

@@ -22,6 +22,7 @@ import fedistream
 from fedistream.core.urls import Urls
 from fedistream.errors import FedistreamError
 from fedistream.federation.delivery import DeliveryWorker
+from fedistream.federation.delivery_client import DeliveryClient
 from fedistream.federation.http import build_http_client
 from fedistream.federation.media_fetch import MediaFetcher
 from fedistream.federation.resolver import ActorResolver
@@ -91,9 +92,9 @@ def build_app(settings: Settings) -> Starlette:
             await owner.ensure_owner(db, settings)
             keys = await ensure_keypair(db)
             signer = Signer(urls.key_id, keys.private_pem)
+            user_agent = f"fedistream/{fedistream.__version__} (+{settings.base_url}/)"
             client = build_http_client(
-                allow_private_networks=settings.allow_private_networks,
-                user_agent=f"fedistream/{fedistream.__version__} (+{settings.base_url}/)",
+                allow_private_networks=settings.allow_private_networks, user_agent=user_agent
             )
             directory = ActorResolver(
                 db, client, signer, allow_private_networks=settings.allow_private_networks
@@ -103,9 +104,12 @@ def build_app(settings: Settings) -> Starlette:
             async def follower_gone(actor_id: str) -> None:
                 await follows.forget_follower(db, actor_id)
 
+            delivery_client = DeliveryClient(
+                allow_private_networks=settings.allow_private_networks, user_agent=user_agent
+            )
             # Its own random source for retry jitter: never the process-global one.
             worker = DeliveryWorker(
-                db, client, signer, on_gone=follower_gone, rand=random.Random().random
+                db, delivery_client, signer, on_gone=follower_gone, rand=random.Random().random
             )
             media_fetcher = MediaFetcher(db, client, settings.media_dir)
             housekeeper = Housekeeper(db)
@@ -147,6 +151,7 @@ def build_app(settings: Settings) -> Starlette:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
                 await client.aclose()
+                await delivery_client.aclose()
                 signer.close()
         finally:
             await db.close()

@@ -1,7 +1,8 @@
 """The delivery worker: drains the `deliveries` queue with signed POSTs. Layer: federation.
 
 Each row is leased (store.deliveries.claim_due), POSTed as the stored activity bytes through
-federation.http.post_signed (signed off the event loop, SSRF-guarded when the client is),
+federation.delivery_client.post_signed (signed off the event loop, SSRF-guarded when the
+client is),
 classified by core.retry and recorded in a short transaction shared with the deliveries that
 finished at the same time; no transaction is ever open while a request is in flight. A crash
 mid-send leaves the lease to run out and the row is sent again later: delivery is at-least-once
@@ -27,13 +28,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import httpx
-
 from fedistream.core.logfmt import LogfmtLine
 from fedistream.core.retry import Decision, Outcome, classify
 from fedistream.core.timefmt import to_iso
 from fedistream.errors import RemoteFetchFailed
-from fedistream.federation.http import FetchRefused, post_signed
+from fedistream.federation.delivery_client import DeliveryClient, post_signed
+from fedistream.federation.http import FetchRefused
 from fedistream.federation.signing import Signer
 from fedistream.store import deliveries
 from fedistream.store.db import Database
@@ -79,7 +79,7 @@ class DeliveryWorker:
     def __init__(
         self,
         db: Database,
-        client: httpx.AsyncClient,
+        client: DeliveryClient,
         signer: Signer,
         *,
         now: Clock = _utcnow,
@@ -349,9 +349,15 @@ class DeliveryWorker:
     async def _post(self, row: Claimed) -> _Result:
         try:
             # post_signed signs exactly the URL it sends and POSTs the stored bytes unchanged
-            # (the Digest covers them, INTEROP R36); it never follows a redirect.
-            response = await post_signed(
-                self._client, row.inbox, row.body, self._signer, self._now()
+            # (the Digest covers them, INTEROP R36); it never follows a redirect. The
+            # connection stays open only while more rows for the same host are held.
+            answer = await post_signed(
+                self._client,
+                row.inbox,
+                row.body,
+                self._signer,
+                self._now(),
+                keep_alive=self._host_load[row.host] > 1,
             )
         except FetchRefused as exc:  # not http(s), or an address we must not reach
             return _Result(None, exc.public_message, permanent=True)
@@ -364,12 +370,12 @@ class DeliveryWorker:
             # after three days instead of coming back every lease period forever.
             log.exception("delivery %s to %s: unexpected error", row.activity_id, row.host)
             return _Result(None, f"unexpected {type(exc).__name__}: {exc}")
-        status = response.status_code
+        status = answer.status
         error = None
-        if not 200 <= status < 300 and response.content:
+        if not 200 <= status < 300 and answer.body:
             # The peer's own words ({"error":"Verification failed…"}) help the owner most.
-            error = " ".join(response.content[:ERROR_BODY_BYTES].decode("utf-8", "replace").split())
-        return _Result(status, error[:300] if error else None, response.headers.get("retry-after"))
+            error = " ".join(answer.body[:ERROR_BODY_BYTES].decode("utf-8", "replace").split())
+        return _Result(status, error[:300] if error else None, answer.headers.get("retry-after"))
 
 
 def _join(reason: str, detail: str | None) -> str:

@@ -36,7 +36,6 @@ AS2_PROFILE = "https://www.w3.org/ns/activitystreams"
 AS2_ACCEPT = f'application/activity+json, application/ld+json; profile="{AS2_PROFILE}"'
 JRD_ACCEPT = "application/jrd+json, application/json"  # R4: what Mastodon sends to WebFinger
 MAX_BYTES = 1024 * 1024  # R16: Mastodon refuses documents over 1 MiB, so do we
-MAX_RESPONSE_BYTES = 64 * 1024  # an inbox's answer body: only kept for the delivery log
 DEADLINE = 30.0  # seconds for a whole fetch, redirects included: a slow drip cannot hold us
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -52,9 +51,11 @@ __all__ = [
     "RemoteFetchFailed",
     "build_http_client",
     "fetch_document",
+    "checked_addresses",
     "fetch_json",
-    "post_signed",
+    "outgoing_url",
     "system_resolve",
+    "tls_context",
 ]
 
 
@@ -85,6 +86,40 @@ async def system_resolve(host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
+async def checked_addresses(
+    host: str, port: int, *, allow_private: bool, resolve: Resolve, limit: float | None = None
+) -> list[IPAddress]:
+    """The addresses `host` may be reached at — the SSRF guard every outgoing client shares.
+
+    Raises FetchRefused when any of them is forbidden (unless `allow_private`), TimeoutError
+    when resolving takes longer than `limit` seconds, OSError when the name does not resolve.
+    """
+    literal = parse_ip_literal(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        try:
+            async with asyncio.timeout(limit):
+                addresses = await resolve(host, port)
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            raise OSError(f"cannot resolve {host}: {exc}") from None
+        if not addresses:
+            raise OSError(f"{host} has no address")
+    if not allow_private:
+        # Refuse the host if ANY address is forbidden: a public name that also points into
+        # our network is an attack or a misconfiguration, never a peer.
+        for address in addresses:
+            if is_forbidden_address(address):
+                shown = host if literal is not None else f"{host} ({address})"
+                raise FetchRefused(
+                    f"Refusing to connect to {shown}: a private, loopback, link-local "
+                    "or reserved address"
+                )
+    return addresses
+
+
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network layer with the SSRF check in front of every TCP connect.
 
@@ -108,7 +143,14 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await self._checked_addresses(host, port, timeout)
+        try:
+            addresses = await checked_addresses(
+                host, port, allow_private=self._allow_private, resolve=self._resolve, limit=timeout
+            )
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from None
         failure: Exception | None = None
         for address in addresses:  # a host with a dead IPv6 address may still answer on IPv4
             try:
@@ -123,34 +165,6 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
                 failure = exc
         assert failure is not None
         raise failure
-
-    async def _checked_addresses(
-        self, host: str, port: int, limit: float | None
-    ) -> list[IPAddress]:
-        literal = parse_ip_literal(host)
-        if literal is not None:
-            addresses = [literal]
-        else:
-            try:
-                async with asyncio.timeout(limit):
-                    addresses = await self._resolve(host, port)
-            except TimeoutError:
-                raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
-            except OSError as exc:
-                raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from None
-            if not addresses:
-                raise httpcore.ConnectError(f"{host} has no address")
-        if not self._allow_private:
-            # Refuse the host if ANY address is forbidden: a public name that also points into
-            # our network is an attack or a misconfiguration, never a peer.
-            for address in addresses:
-                if is_forbidden_address(address):
-                    shown = host if literal is not None else f"{host} ({address})"
-                    raise FetchRefused(
-                        f"Refusing to connect to {shown}: a private, loopback, link-local "
-                        "or reserved address"
-                    )
-        return addresses
 
     async def connect_unix_socket(
         self,
@@ -205,6 +219,11 @@ def _guarded_http_transport(
 DEFAULT_LIMITS = httpx.Limits(max_connections=128, max_keepalive_connections=8)
 
 
+def tls_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
+    """The TLS settings of every outgoing client: certifi's CAs (as httpx), or the test's own."""
+    return verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
+
+
 def build_http_client(
     *,
     allow_private_networks: bool,
@@ -220,7 +239,7 @@ def build_http_client(
     exist for tests: a private CA, and a fake DNS. Redirects are never followed automatically:
     `fetch_json` follows them itself, re-checking and re-signing each hop.
     """
-    ssl_context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
+    ssl_context = tls_context(verify)
     backend = _GuardedBackend(
         httpcore.AnyIOBackend(),
         allow_private=allow_private_networks,
@@ -272,7 +291,8 @@ def is_json_content_type(content_type: str | None) -> bool:
     )
 
 
-def _request_url(url: str | httpx.URL) -> httpx.URL:
+def outgoing_url(url: str | httpx.URL) -> httpx.URL:
+    """`url` parsed and normalized as it will be requested (and signed): http(s) only."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
@@ -301,9 +321,9 @@ async def _send_get(
     return await client.send(request, stream=True)
 
 
-async def _read_capped(response: httpx.Response, max_bytes: int, *, truncate: bool) -> bytes:
+async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
     declared = response.headers.get("content-length", "")
-    if not truncate and declared.isdigit() and int(declared) > max_bytes:
+    if declared.isdigit() and int(declared) > max_bytes:
         raise RemoteFetchFailed(f"{response.url} is larger than {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -311,9 +331,6 @@ async def _read_capped(response: httpx.Response, max_bytes: int, *, truncate: bo
     async for chunk in response.aiter_bytes():
         size += len(chunk)
         if size > max_bytes:
-            if truncate:
-                chunks.append(chunk[: max_bytes - (size - len(chunk))])
-                break
             raise RemoteFetchFailed(f"{response.url} is larger than {max_bytes} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
@@ -388,7 +405,7 @@ async def fetch_document(
 ) -> Fetched:
     """`fetch_json`, also telling which URL served the document: a document only speaks
     for its own origin, and a redirect (an open redirect, say) may have moved it elsewhere."""
-    current = _request_url(url)
+    current = outgoing_url(url)
     with _as_fetch_failures(url, deadline):
         async with asyncio.timeout(deadline):
             for _hop in range(max_redirects + 1):
@@ -418,7 +435,7 @@ def _redirect_target(current: httpx.URL, response: httpx.Response) -> httpx.URL:
     location = response.headers.get("location")
     if not location:
         raise RemoteFetchFailed(f"{current} redirected ({response.status_code}) without a Location")
-    return _request_url(current.join(location))
+    return outgoing_url(current.join(location))
 
 
 async def _checked_body(response: httpx.Response, max_bytes: int, expect_as2: bool) -> bytes:
@@ -432,7 +449,7 @@ async def _checked_body(response: httpx.Response, max_bytes: int, expect_as2: bo
         )
     if not expect_as2 and not is_json_content_type(content_type):
         raise RemoteFetchFailed(f"{response.url} answered Content-Type {content_type!r}, not JSON")
-    return await _read_capped(response, max_bytes, truncate=False)
+    return await _read_capped(response, max_bytes)
 
 
 def _json_object(url: httpx.URL, body: bytes) -> dict[str, Any]:
@@ -443,43 +460,3 @@ def _json_object(url: httpx.URL, body: bytes) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise RemoteFetchFailed(f"{url} answered JSON that is not an object")
     return document
-
-
-# --- delivering ----------------------------------------------------------------------------
-
-
-async def post_signed(
-    client: httpx.AsyncClient,
-    url: str,
-    body: bytes,
-    signer: Signer,
-    now: datetime,
-    *,
-    max_response_bytes: int = MAX_RESPONSE_BYTES,
-    deadline: float = DEADLINE,
-) -> httpx.Response:
-    """POST an activity to an inbox, signed per R36; redirects are returned, not followed.
-
-    The returned response carries at most `max_response_bytes` of the peer's answer (already
-    read). Network failures raise RemoteFetchFailed (FetchRefused when the inbox is in
-    forbidden space, which waiting will not fix); any HTTP status is returned for the caller
-    to classify (core.retry).
-    """
-    target = _request_url(url)
-    headers = await signer.sign("POST", str(target), {"Content-Type": ACTIVITY_JSON}, body, now)
-    with _as_fetch_failures(url, deadline):
-        async with asyncio.timeout(deadline):
-            # content=bytes: the body sent is exactly the one the Digest was computed over.
-            request = client.build_request("POST", target, content=body, headers=headers)
-            response = await client.send(request, stream=True)
-            try:
-                answer = await _read_capped(response, max_response_bytes, truncate=True)
-            finally:
-                await response.aclose()
-    # The body is already decoded and maybe cut short: drop the headers that describe it raw.
-    kept = [
-        (name, value)
-        for name, value in response.headers.multi_items()
-        if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
-    ]
-    return httpx.Response(response.status_code, headers=kept, content=answer, request=request)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 import uvicorn
 from cryptography.hazmat.primitives import serialization
@@ -24,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fedistream.core.httpsig import HttpRequest, SignatureError, verify_request
 from fedistream.federation.delivery import DeliveryWorker
-from fedistream.federation.http import build_http_client
+from fedistream.federation.delivery_client import DeliveryClient
 from fedistream.federation.signing import Signer
 from fedistream.store import activities, deliveries
 from fedistream.store.db import Database
@@ -88,9 +87,10 @@ def signer(test_key: KeyPair) -> Iterator[Signer]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    # trust_env=False: a developer's HTTP(S)_PROXY must never see these loopback requests.
-    async with httpx.AsyncClient(timeout=5.0, trust_env=False) as c:
+async def client() -> AsyncIterator[DeliveryClient]:
+    async with DeliveryClient(
+        allow_private_networks=True, user_agent="fedistream-test", deadline=5.0
+    ) as c:
         yield c
 
 
@@ -272,7 +272,7 @@ async def row_for(db: Database, inbox: str) -> dict[str, Any]:
 
 
 def make_worker(
-    db: Database, client: httpx.AsyncClient, signer: Signer, clock: Clock, **options: Any
+    db: Database, client: DeliveryClient, signer: Signer, clock: Clock, **options: Any
 ) -> DeliveryWorker:
     options.setdefault("rand", lambda: 0.5)  # the middle of the jitter band: exact schedule
     return DeliveryWorker(db, client, signer, now=clock, **options)
@@ -291,7 +291,7 @@ async def wait_until(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
 async def test_delivers_signed_exact_bytes_and_records_sent(
     db: Database,
-    client: httpx.AsyncClient,
+    client: DeliveryClient,
     signer: Signer,
     clock: Clock,
     make_sink: Sinks,
@@ -325,7 +325,7 @@ async def test_delivers_signed_exact_bytes_and_records_sent(
 
 async def test_500_then_202_is_retried_on_schedule(
     db: Database,
-    client: httpx.AsyncClient,
+    client: DeliveryClient,
     signer: Signer,
     clock: Clock,
     make_sink: Sinks,
@@ -360,7 +360,7 @@ async def test_500_then_202_is_retried_on_schedule(
 
 
 async def test_429_retry_after_is_honoured(
-    db: Database, client: httpx.AsyncClient, signer: Signer, clock: Clock, make_sink: Sinks
+    db: Database, client: DeliveryClient, signer: Signer, clock: Clock, make_sink: Sinks
 ) -> None:
     sink = await make_sink()
     sink.script["/inbox"] = [Reply(429, headers=(("Retry-After", "600"),))]
@@ -380,7 +380,7 @@ async def test_429_retry_after_is_honoured(
 
 
 async def test_410_from_a_personal_inbox_reports_the_gone_follower(
-    db: Database, client: httpx.AsyncClient, signer: Signer, clock: Clock, make_sink: Sinks
+    db: Database, client: DeliveryClient, signer: Signer, clock: Clock, make_sink: Sinks
 ) -> None:
     sink = await make_sink()
     sink.default = Reply(410)
@@ -402,7 +402,7 @@ async def test_410_from_a_personal_inbox_reports_the_gone_follower(
 
 
 async def test_a_failing_on_gone_does_not_lose_the_result(
-    db: Database, client: httpx.AsyncClient, signer: Signer, clock: Clock, make_sink: Sinks
+    db: Database, client: DeliveryClient, signer: Signer, clock: Clock, make_sink: Sinks
 ) -> None:
     sink = await make_sink()
     sink.default = Reply(410)
@@ -418,7 +418,7 @@ async def test_a_failing_on_gone_does_not_lose_the_result(
 
 
 async def test_403_is_final_and_keeps_the_peers_explanation(
-    db: Database, client: httpx.AsyncClient, signer: Signer, clock: Clock, make_sink: Sinks
+    db: Database, client: DeliveryClient, signer: Signer, clock: Clock, make_sink: Sinks
 ) -> None:
     sink = await make_sink()
     sink.default = Reply(403, body=b'{"error":"Domain blocked"}')
@@ -440,17 +440,19 @@ async def test_timeout_is_retried(
     sink.script["/slow"] = [Reply(202, delay=1.0)]
     inbox = sink.url("/slow")
     await enqueue(db, [(inbox, None)])
-    async with httpx.AsyncClient(timeout=0.2, trust_env=False) as short:
+    async with DeliveryClient(
+        allow_private_networks=True, user_agent="fedistream-test", deadline=0.2
+    ) as short:
         worker = make_worker(db, short, signer, clock)
         assert await worker.run_once() == 1
     row = await row_for(db, inbox)
     assert (row["state"], row["attempts"], row["last_status"]) == ("pending", 1, None)
-    assert "timed out" in row["last_error"]
+    assert "timed out after 0.2 s" in row["last_error"]
     assert row["next_attempt_at"] == "2026-03-01T12:00:30Z"
 
 
 async def test_connection_refused_is_retried(
-    db: Database, client: httpx.AsyncClient, signer: Signer, clock: Clock
+    db: Database, client: DeliveryClient, signer: Signer, clock: Clock
 ) -> None:
     inbox = f"http://127.0.0.1:{closed_port()}/inbox"
     await enqueue(db, [(inbox, None)])
@@ -468,13 +470,13 @@ async def test_the_apps_guarded_client_delivers_and_refuses_forbidden_addresses(
     sink = await make_sink()
     open_inbox, guarded_inbox = sink.url("/open"), sink.url("/guarded")
     await enqueue(db, [(open_inbox, None)])
-    allowing = build_http_client(allow_private_networks=True, user_agent="fedistream-test")
+    allowing = DeliveryClient(allow_private_networks=True, user_agent="fedistream-test")
     async with allowing:
         assert await make_worker(db, allowing, signer, clock).run_once() == 1
     assert (await row_for(db, open_inbox))["state"] == "sent"
 
     await enqueue(db, [(guarded_inbox, None)], activity_id=ACTIVITY_ID + "2")
-    guarded = build_http_client(allow_private_networks=False, user_agent="fedistream-test")
+    guarded = DeliveryClient(allow_private_networks=False, user_agent="fedistream-test")
     async with guarded:
         assert await make_worker(db, guarded, signer, clock).run_once() == 1
     row = await row_for(db, guarded_inbox)
@@ -485,7 +487,7 @@ async def test_the_apps_guarded_client_delivers_and_refuses_forbidden_addresses(
 
 
 async def test_gives_up_three_days_after_enqueue(
-    db: Database, client: httpx.AsyncClient, signer: Signer, clock: Clock
+    db: Database, client: DeliveryClient, signer: Signer, clock: Clock
 ) -> None:
     inbox = f"http://127.0.0.1:{closed_port()}/inbox"
     await enqueue(db, [(inbox, None)])
@@ -505,7 +507,7 @@ async def test_gives_up_three_days_after_enqueue(
 
 
 async def test_an_abandoned_lease_is_delivered_after_it_expires(
-    db: Database, client: httpx.AsyncClient, signer: Signer, clock: Clock, make_sink: Sinks
+    db: Database, client: DeliveryClient, signer: Signer, clock: Clock, make_sink: Sinks
 ) -> None:
     """A worker that died mid-send: its row is leased, then comes back (at-least-once)."""
     sink = await make_sink()
@@ -521,7 +523,7 @@ async def test_an_abandoned_lease_is_delivered_after_it_expires(
 
 
 async def test_no_transaction_is_held_while_a_request_is_in_flight(
-    db: Database, client: httpx.AsyncClient, signer: Signer, clock: Clock, make_sink: Sinks
+    db: Database, client: DeliveryClient, signer: Signer, clock: Clock, make_sink: Sinks
 ) -> None:
     sink = await make_sink()
     sink.script["/inbox"] = [Reply(202, hold=True)]
@@ -545,7 +547,7 @@ async def _true(value: bool) -> bool:
 
 
 async def test_run_once_respects_the_per_host_cap(
-    db: Database, client: httpx.AsyncClient, signer: Signer, clock: Clock, make_sink: Sinks
+    db: Database, client: DeliveryClient, signer: Signer, clock: Clock, make_sink: Sinks
 ) -> None:
     sink = await make_sink()
     sink.default = Reply(202, delay=0.03)
@@ -558,7 +560,7 @@ async def test_run_once_respects_the_per_host_cap(
 
 
 async def test_fan_out_to_300_inboxes_delivers_each_exactly_once(
-    db: Database, client: httpx.AsyncClient, signer: Signer, clock: Clock, make_sink: Sinks
+    db: Database, client: DeliveryClient, signer: Signer, clock: Clock, make_sink: Sinks
 ) -> None:
     sinks = [await make_sink() for _ in range(3)]
     for sink in sinks:
@@ -577,7 +579,7 @@ async def test_fan_out_to_300_inboxes_delivers_each_exactly_once(
 
 async def test_run_claims_once_per_burst_not_once_per_delivery(
     db: Database,
-    client: httpx.AsyncClient,
+    client: DeliveryClient,
     signer: Signer,
     clock: Clock,
     make_sink: Sinks,
@@ -608,7 +610,7 @@ async def test_run_claims_once_per_burst_not_once_per_delivery(
 
 
 async def test_overall_concurrency_is_capped(
-    db: Database, client: httpx.AsyncClient, signer: Signer, clock: Clock, make_sink: Sinks
+    db: Database, client: DeliveryClient, signer: Signer, clock: Clock, make_sink: Sinks
 ) -> None:
     sinks = [await make_sink() for _ in range(6)]
     for sink in sinks:
@@ -638,7 +640,7 @@ async def _count_sent(db: Database, expected: int) -> bool:
 
 async def test_run_polls_for_rows_written_by_another_process(
     db: Database,
-    client: httpx.AsyncClient,
+    client: DeliveryClient,
     signer: Signer,
     clock: Clock,
     make_sink: Sinks,
@@ -661,7 +663,7 @@ async def test_run_polls_for_rows_written_by_another_process(
 
 
 async def test_stop_ends_run_and_unfinished_rows_stay_pending(
-    db: Database, client: httpx.AsyncClient, signer: Signer, clock: Clock, make_sink: Sinks
+    db: Database, client: DeliveryClient, signer: Signer, clock: Clock, make_sink: Sinks
 ) -> None:
     sink = await make_sink()
     sink.default = Reply(202, hold=True)

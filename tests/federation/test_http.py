@@ -1,4 +1,4 @@
-"""The outgoing client: the SSRF guard, signed GETs/POSTs, redirects, caps and content types.
+"""The outgoing client: the SSRF guard, signed GETs, redirects, caps and content types.
 
 Real HTTP against a loopback peer (tests/federation/peer.py); DNS is a fake resolver passed to
 the client, so no test ever asks a real name server or leaves 127.0.0.1.
@@ -31,7 +31,6 @@ from fedistream.federation.http import (
     RemoteFetchFailed,
     build_http_client,
     fetch_json,
-    post_signed,
 )
 from fedistream.federation.signing import Signer
 from tests.federation.peer import Peer, rsa_key_pair, running_peer, serve
@@ -474,60 +473,6 @@ async def test_a_slow_drip_hits_the_deadline(open_client: httpx.AsyncClient, pee
 async def test_an_unreachable_peer_fails(open_client: httpx.AsyncClient) -> None:
     with pytest.raises(RemoteFetchFailed, match="Could not fetch"):
         await fetch_json(open_client, "http://127.0.0.1:9/actor", signer=None)
-
-
-# --- signed POST (deliveries) --------------------------------------------------------------
-
-
-async def test_post_signed_sends_exact_bytes_signed_per_r36(
-    open_client: httpx.AsyncClient, peer: Peer, signer: Signer
-) -> None:
-    async def inbox(_request: Request) -> Response:
-        return Response(b"", status_code=202)
-
-    peer.route("/inbox", inbox)
-    body = b'{"type": "Create",  "id": "https://blog.example.test/p/1/activity"}'
-    response = await post_signed(open_client, peer.url("/inbox"), body, signer, NOW)
-    assert response.status_code == 202
-    seen = peer.seen[0]
-    assert seen.method == "POST"
-    assert seen.body == body
-    assert seen.header("content-type") == "application/activity+json"
-    verified = verify(seen)
-    assert verified.covered == ("(request-target)", "host", "date", "digest", "content-type")
-
-
-async def test_post_signed_caps_the_answer_and_keeps_status_and_headers(
-    open_client: httpx.AsyncClient, peer: Peer, signer: Signer
-) -> None:
-    async def chatty(_request: Request) -> Response:
-        return Response(b"e" * 200_000, status_code=429, headers={"Retry-After": "120"})
-
-    peer.route("/inbox", chatty)
-    response = await post_signed(open_client, peer.url("/inbox"), b"{}", signer, NOW)
-    assert response.status_code == 429
-    assert response.headers["retry-after"] == "120"
-    assert response.content == b"e" * 64 * 1024
-
-
-async def test_post_signed_does_not_follow_redirects(
-    open_client: httpx.AsyncClient, peer: Peer, signer: Signer
-) -> None:
-    peer.status("/inbox", 308, {"Location": "/elsewhere"})
-    response = await post_signed(open_client, peer.url("/inbox"), b"{}", signer, NOW)
-    assert response.status_code == 308
-    assert [s.path for s in peer.seen] == ["/inbox"]
-
-
-async def test_post_signed_refuses_forbidden_inboxes_and_reports_unreachable_ones(
-    open_client: httpx.AsyncClient, signer: Signer
-) -> None:
-    async with build_http_client(allow_private_networks=False, user_agent="t") as guarded:
-        with pytest.raises(FetchRefused):
-            await post_signed(guarded, "http://10.0.0.1/inbox", b"{}", signer, NOW)
-    with pytest.raises(RemoteFetchFailed) as info:
-        await post_signed(open_client, "http://127.0.0.1:9/inbox", b"{}", signer, NOW)
-    assert not isinstance(info.value, FetchRefused)
 
 
 def test_the_guard_refuses_to_start_if_httpx_internals_change(

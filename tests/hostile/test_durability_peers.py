@@ -20,7 +20,7 @@ import pytest
 
 from fedistream.core.timefmt import parse_iso
 from fedistream.federation.delivery import DeliveryWorker
-from fedistream.federation.http import build_http_client
+from fedistream.federation.delivery_client import DeliveryClient
 from fedistream.federation.signing import Signer
 from fedistream.services.follows import forget_follower
 from fedistream.store import activities, deliveries
@@ -124,8 +124,8 @@ async def test_misbehaving_peers_are_handled_per_the_retry_policy(
     clock = Clock()
     private_pem, _ = rsa_key_pair()
     signer = Signer(KEY_ID, private_pem)
-    client = build_http_client(
-        allow_private_networks=True, user_agent="hostile-test", timeout=CLIENT_TIMEOUT_S
+    client = DeliveryClient(
+        allow_private_networks=True, user_agent="hostile-test", deadline=CLIENT_TIMEOUT_S
     )
 
     async def gone(actor_id: str) -> None:

@@ -23,12 +23,12 @@ from fedistream.app import build_app
 from fedistream.core import httpsig
 from fedistream.core.netsafety import IPAddress
 from fedistream.federation import http as fed_http
+from fedistream.federation.delivery_client import DeliveryClient, post_signed
 from fedistream.federation.http import (
     FetchRefused,
     RemoteFetchFailed,
     build_http_client,
     fetch_json,
-    post_signed,
 )
 from fedistream.federation.signing import Signer
 from fedistream.settings import load_settings
@@ -225,11 +225,11 @@ async def test_a_delivery_is_never_redirected(peer: Peer, as_public: None) -> No
     peer.status("/inbox", 308, {"Location": "http://10.0.0.1/inbox"})
     signer = Signer(KEY_ID, rsa_key_pair()[0])
     try:
-        async with build_http_client(allow_private_networks=False, user_agent="t") as client:
-            response = await post_signed(client, peer.url("/inbox"), b"{}", signer, _now())
+        async with DeliveryClient(allow_private_networks=False, user_agent="t") as client:
+            answer = await post_signed(client, peer.url("/inbox"), b"{}", signer, _now())
     finally:
         signer.close()
-    assert response.status_code == 308  # returned to the worker, which classifies it
+    assert answer.status == 308  # returned to the worker, which classifies it
     assert [seen.path for seen in peer.seen] == ["/inbox"]
 
 
