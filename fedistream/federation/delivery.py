@@ -1,10 +1,9 @@
 """The delivery worker: drains the `deliveries` queue with signed POSTs. Layer: federation.
 
-Each row is leased (store.deliveries.claim_due), POSTed as the stored activity bytes through
-federation.delivery_client.post_signed (signed off the event loop, SSRF-guarded when the
-client is),
-classified by core.retry and recorded in a short transaction shared with the deliveries that
-finished at the same time; no transaction is ever open while a request is in flight. A crash
+Each row is leased (store.deliveries.claim_due), signed off the event loop, POSTed as the
+stored activity bytes through federation.delivery_client (SSRF-guarded), classified by
+core.retry and recorded in a short transaction shared with the deliveries that finished at
+the same time; no transaction is ever open while a request is in flight. A crash
 mid-send leaves the lease to run out and the row is sent again later: delivery is at-least-once
 (peers dedupe by activity id).
 
@@ -32,7 +31,7 @@ from fedistream.core.logfmt import LogfmtLine
 from fedistream.core.retry import Decision, Outcome, classify
 from fedistream.core.timefmt import to_iso
 from fedistream.errors import RemoteFetchFailed
-from fedistream.federation.delivery_client import DeliveryClient, post_signed
+from fedistream.federation.delivery_client import DeliveryClient, sign_post
 from fedistream.federation.http import FetchRefused
 from fedistream.federation.signing import Signer
 from fedistream.store import deliveries
@@ -248,7 +247,7 @@ class DeliveryWorker:
 
     async def _deliver(self, row: Claimed) -> None:
         try:
-            async with self._host_slot(row.host), self._sending:
+            async with self._host_slot(row.host):
                 started = time.perf_counter()
                 result = await self._post(row)
                 took_ms = round((time.perf_counter() - started) * 1000, 1)
@@ -348,17 +347,16 @@ class DeliveryWorker:
 
     async def _post(self, row: Claimed) -> _Result:
         try:
-            # post_signed signs exactly the URL it sends and POSTs the stored bytes unchanged
-            # (the Digest covers them, INTEROP R36); it never follows a redirect. The
-            # connection stays open only while more rows for the same host are held.
-            answer = await post_signed(
-                self._client,
-                row.inbox,
-                row.body,
-                self._signer,
-                self._now(),
-                keep_alive=self._host_load[row.host] > 1,
-            )
+            # Signed before taking one of the `max_concurrency` slots: those are for waiting on
+            # peers, and a signature can wait its turn in the Signer's threads without one.
+            signed = await sign_post(self._signer, row.inbox, row.body, self._now())
+            async with self._sending:
+                # The exact URL signed, the stored bytes unchanged (the Digest covers them,
+                # INTEROP R36); never redirected. The connection stays open only while more
+                # rows for the same host are held.
+                answer = await self._client.post(
+                    signed.url, row.body, signed.headers, keep_alive=self._host_load[row.host] > 1
+                )
         except FetchRefused as exc:  # not http(s), or an address we must not reach
             return _Result(None, exc.public_message, permanent=True)
         except RemoteFetchFailed as exc:  # timeouts, refused connections, resets, TLS…

@@ -18,7 +18,7 @@ server which has not delivered anything yet does not need (issue 6 idle RSS).
 
 from __future__ import annotations
 
-import asyncio
+import re
 import socket
 import ssl
 from collections.abc import Mapping
@@ -104,7 +104,7 @@ class DeliveryClient:
         once, and aiohttp would otherwise keep every one of them open until it idles out.
         Raises FetchRefused for forbidden addresses, RemoteFetchFailed when no answer came.
         """
-        import yarl  # aiohttp's URL type; imported with it
+        import yarl  # aiohttp's URL type, loaded with it
 
         target = yarl.URL(url, encoded=True)  # encoded: the path we signed is the path we send
         host = target.raw_host or ""
@@ -117,18 +117,17 @@ class DeliveryClient:
         if not keep_alive:
             sent["Connection"] = "close"
         try:
-            async with asyncio.timeout(self.deadline):
-                async with session.post(
-                    target, data=body, headers=sent, allow_redirects=False
-                ) as response:
-                    answer = await _read_up_to(response, max_response_bytes)
-                    return Answer(response.status, _header_map(response), answer)
+            # The session's total timeout (self.deadline) covers connecting, sending and reading.
+            async with session.post(
+                target, data=body, headers=sent, allow_redirects=False
+            ) as response:
+                answer = await _read_up_to(response, max_response_bytes)
+                return Answer(response.status, _header_map(response), answer)
         except FetchRefused:
             raise
         except TimeoutError:
-            raise RemoteFetchFailed(
-                f"Posting to {url} timed out after {self.deadline:g} s"
-            ) from None
+            took = f"timed out after {self.deadline:g} s"
+            raise RemoteFetchFailed(f"Posting to {url} {took}") from None
         except Exception as exc:
             if not _is_network_error(exc):
                 raise
@@ -153,6 +152,7 @@ class DeliveryClient:
                 auto_decompress=False,  # the body is only kept for the delivery log
                 cookie_jar=aiohttp.DummyCookieJar(),  # inboxes' cookies mean nothing to us
                 raise_for_status=False,
+                timeout=aiohttp.ClientTimeout(total=self.deadline),
                 skip_auto_headers=("Content-Type",),  # ours is signed; aiohttp must not add one
             )
         return self._session
@@ -180,12 +180,49 @@ async def post_signed(
     RemoteFetchFailed (FetchRefused when the inbox is in forbidden space, which waiting will not
     fix); any HTTP status is returned for the caller to classify (core.retry).
     """
-    target = str(outgoing_url(url))
-    # The stored bytes are sent unchanged: the Digest covers them (INTEROP R36).
-    headers = await signer.sign("POST", target, {"Content-Type": ACTIVITY_JSON}, body, now)
+    signed = await sign_post(signer, url, body, now)
     return await client.post(
-        target, body, headers, keep_alive=keep_alive, max_response_bytes=max_response_bytes
+        signed.url,
+        body,
+        signed.headers,
+        keep_alive=keep_alive,
+        max_response_bytes=max_response_bytes,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPost:
+    """What to send: the URL exactly as signed, and the headers (Host, Date, Digest, Signature…)."""
+
+    url: str
+    headers: dict[str, str]
+
+
+async def sign_post(signer: Signer, url: str, body: bytes, now: datetime) -> SignedPost:
+    """Sign a POST of `body` to `url` (in the Signer's threads). The stored bytes are sent
+    unchanged: the Digest covers them (INTEROP R36). Raises FetchRefused for a non-http(s) URL."""
+    target = delivery_url(url)
+    headers = await signer.sign("POST", target, {"Content-Type": ACTIVITY_JSON}, body, now)
+    return SignedPost(target, headers)
+
+
+# An http(s) URL already in the form it is sent in: a name (no userinfo, no IPv6 literal), a
+# port, and a path and query of URL characters and well-formed %-escapes, no fragment.
+_URL_CHAR = r"[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2}"
+_SENDABLE = re.compile(
+    rf"https?://[A-Za-z0-9.\-]+(?::[0-9]{{1,5}})?(?:/(?:{_URL_CHAR})*)?(?:\?(?:{_URL_CHAR}|\?)*)?"
+)
+
+
+def delivery_url(url: str) -> str:
+    """`url` as it will be signed and sent: unchanged when it is already in sendable form (an
+    inbox URL almost always is), else normalized by `http.outgoing_url` as fetches are.
+
+    The shortcut matters: httpx's URL parser cost ~6 % of a fan-out's CPU.
+    """
+    if _SENDABLE.fullmatch(url):
+        return url
+    return str(outgoing_url(url))
 
 
 class _GuardedResolver:

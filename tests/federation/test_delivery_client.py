@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import trustme
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
-from fedistream.federation.delivery_client import DeliveryClient, post_signed
-from fedistream.federation.http import FetchRefused, RemoteFetchFailed
+from fedistream.federation.delivery_client import DeliveryClient, delivery_url, post_signed
+from fedistream.federation.http import FetchRefused, RemoteFetchFailed, outgoing_url
 from fedistream.federation.signing import Signer
 from tests.federation.peer import Peer, rsa_key_pair, running_peer, serve
 from tests.federation.test_http import FORBIDDEN_URLS, KEY_ID, NOW, FakeDns, verify
@@ -277,3 +277,45 @@ async def test_a_closed_client_refuses_to_post(signer: Signer) -> None:
     await client.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await post_signed(client, "http://127.0.0.1:9/inbox", b"{}", signer, NOW)
+
+
+async def test_a_slow_drip_of_an_answer_hits_the_deadline(peer: Peer, signer: Signer) -> None:
+    async def drip(_request: Request) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(100):
+                yield b" "
+                await asyncio.sleep(0.05)  # each read is quick; the whole never ends
+
+        return StreamingResponse(chunks(), status_code=202)
+
+    peer.route("/inbox", drip)
+    async with DeliveryClient(allow_private_networks=True, user_agent="t", deadline=0.3) as c:
+        with pytest.raises(RemoteFetchFailed, match="timed out after 0.3 s"):
+            await post_signed(c, peer.url("/inbox"), b"{}", signer, NOW)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://b.example.test/users/a/inbox",
+        "http://127.0.0.1:8080/inbox?x=a%2Fb&y=1",
+        "https://b.example.test/users/caf%C3%A9/inbox",
+        "https://b.example.test/@alice/inbox",
+    ],
+)
+def test_a_sendable_url_is_signed_and_sent_as_it_is(url: str) -> None:
+    assert delivery_url(url) == url
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ("https://b.example.test/users/a/inbox#frag", "https://b.example.test/users/a/inbox"),
+        ("https://bücher.example.test/inbox", "https://xn--bcher-kva.example.test/inbox"),
+        ("https://b.example.test/a b", "https://b.example.test/a%20b"),
+        ("https://b.example.test/%zz", "https://b.example.test/%zz"),  # as httpx leaves it
+        ("HTTPS://b.example.test/inbox", "https://b.example.test/inbox"),
+    ],
+)
+def test_other_urls_are_normalized_as_fetches_are(given: str, sent: str) -> None:
+    assert delivery_url(given) == sent == str(outgoing_url(given))
