@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     import aiohttp
 
 MAX_RESPONSE_BYTES = 64 * 1024  # an inbox's answer body: only kept for the delivery log
-# Connections open at once (the worker keeps 96 requests in flight, federation/delivery.py).
+# Connections open at once: above the worker's MAX_CONCURRENCY (96, federation/delivery.py).
 MAX_CONNECTIONS = 128
 
 
@@ -98,7 +98,7 @@ class DeliveryClient:
         keep_alive: bool = True,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> Answer:
-        """POST `body` to `url` (an `http.outgoing_url`, sent exactly as written).
+        """POST `body` to `url` (a `delivery_url`: sent exactly as written, as it was signed).
 
         `keep_alive=False` closes the connection after the answer: a fan-out meets most hosts
         once, and aiohttp would otherwise keep every one of them open until it idles out.
