@@ -543,6 +543,30 @@ async def _true(value: bool) -> bool:
     return value
 
 
+# --- connections ---
+
+
+async def test_a_connection_is_kept_only_while_more_rows_for_its_host_are_held(
+    db: Database, client: DeliveryClient, signer: Signer, clock: Clock, make_sink: Sinks
+) -> None:
+    """A fan-out meets most hosts once: keeping each connection open would hold one socket per
+    follower's server until it idles out (thousands after a big fan-out)."""
+    busy, lone = await make_sink(), await make_sink()
+    busy.default = Reply(202, delay=0.03)
+    inboxes = [busy.url(f"/users/u{i}/inbox") for i in range(6)]
+    await enqueue(db, [(inbox, None) for inbox in [*inboxes, lone.url("/inbox")]])
+    worker = make_worker(db, client, signer, clock, per_host=4)
+    assert await worker.run_once() == 7
+
+    def connection(received: Received) -> str | None:
+        return next((v for k, v in received.headers if k == "connection"), None)
+
+    assert [connection(r) for r in lone.received] == ["close"]
+    # The first four to the busy host started while all six of its rows were held.
+    assert [connection(r) for r in busy.received[:4]] == [None] * 4
+    assert all(r.signer == KEY_ID for r in busy.received + lone.received)
+
+
 # --- concurrency ---
 
 
