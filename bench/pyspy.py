@@ -17,10 +17,11 @@ from pathlib import Path
 # Inclusive shares worth knowing for the delivery path (substring of a py-spy frame name).
 WATCHED = {
     "sign (signing)": "sign_request (fedistream/core/cavage.py",
-    "httpcore pool bookkeeping": "_assign_requests_to_connections",
+    "aiohttp request (delivery client)": "ClientSession._request (aiohttp/client.py",
+    "new TCP connections (aiohttp)": "TCPConnector._create_connection (aiohttp/connector.py",
     "claim_due (loop side)": "claim_due (fedistream/store/deliveries.py",
     "record_many (loop side)": "record_many (fedistream/store/deliveries.py",
-    "post_signed (whole request)": "post_signed (fedistream/federation/http.py",
+    "DeliveryClient.post (whole request)": "DeliveryClient.post (fedistream/federation/",
     "the inbox/admin web app": "starlette/",
 }
 
