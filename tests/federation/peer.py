@@ -124,6 +124,16 @@ async def running_peer() -> AsyncIterator[Peer]:
         yield peer
 
 
+@asynccontextmanager
+async def tls_peer(peer: Peer, ca: Any, work_dir: Path, cert_for: str) -> AsyncIterator[int]:
+    """Serve `peer` over https with a certificate for `cert_for` issued by `ca` (a trustme.CA);
+    yields the port. Trust it with `ca.configure_trust(ssl_context)`."""
+    pem = work_dir / f"{cert_for}.pem"
+    ca.issue_cert(cert_for).private_key_and_cert_chain_pem.write_to_path(str(pem))
+    async with serve(peer, certfile=pem, keyfile=pem) as port:
+        yield port
+
+
 @functools.cache
 def rsa_key_pair() -> tuple[str, str]:
     """(private PEM, public PEM): one 2048-bit key per test run, as peers generate them."""

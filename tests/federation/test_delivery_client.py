@@ -19,10 +19,10 @@ import trustme
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from fedistream.federation.delivery_client import DeliveryClient, delivery_url, post_signed
+from fedistream.federation.delivery_client import Answer, DeliveryClient, delivery_url, post_signed
 from fedistream.federation.http import FetchRefused, RemoteFetchFailed, outgoing_url
 from fedistream.federation.signing import Signer
-from tests.federation.peer import Peer, rsa_key_pair, running_peer, serve
+from tests.federation.peer import Peer, rsa_key_pair, tls_peer
 from tests.federation.test_http import FORBIDDEN_URLS, KEY_ID, NOW, FakeDns, verify
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,12 +33,6 @@ def signer() -> Iterator[Signer]:
     signing = Signer(KEY_ID, rsa_key_pair()[0])
     yield signing
     signing.close()
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[Peer]:
-    async with running_peer() as running:
-        yield running
 
 
 @pytest.fixture
@@ -222,16 +216,16 @@ def ca() -> trustme.CA:
     return trustme.CA()
 
 
-async def _tls_post(ca: trustme.CA, tmp_path: Path, cert_for: str, url_host: str, signer: Signer):  # type: ignore[no-untyped-def]
-    pem = tmp_path / f"{cert_for}.pem"
-    ca.issue_cert(cert_for).private_key_and_cert_chain_pem.write_to_path(str(pem))
+async def _tls_post(
+    ca: trustme.CA, tmp_path: Path, cert_for: str, url_host: str, signer: Signer
+) -> Answer:
     peer = Peer()
     accept(peer)
     context = ssl.create_default_context()
     ca.configure_trust(context)
     dns = FakeDns({url_host: ["127.0.0.1"]})
     async with (
-        serve(peer, certfile=pem, keyfile=pem) as port,
+        tls_peer(peer, ca, tmp_path, cert_for) as port,
         DeliveryClient(
             allow_private_networks=True, user_agent="t", verify=context, resolve=dns
         ) as client,

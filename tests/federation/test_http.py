@@ -33,7 +33,7 @@ from fedistream.federation.http import (
     fetch_json,
 )
 from fedistream.federation.signing import Signer
-from tests.federation.peer import Peer, rsa_key_pair, running_peer, serve
+from tests.federation.peer import Peer, rsa_key_pair, tls_peer
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 KEY_ID = "https://blog.example.test/#main-key"
@@ -60,12 +60,6 @@ def signer() -> AsyncIterator[Signer]:
     signing = Signer(KEY_ID, private)
     yield signing
     signing.close()
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[Peer]:
-    async with running_peer() as running:
-        yield running
 
 
 @pytest.fixture
@@ -230,15 +224,13 @@ def ca() -> trustme.CA:
 
 
 async def _tls_fetch(ca: trustme.CA, tmp_path: Path, cert_for: str, url_host: str) -> dict:
-    pem = tmp_path / f"{cert_for}.pem"
-    ca.issue_cert(cert_for).private_key_and_cert_chain_pem.write_to_path(str(pem))
     peer = Peer()
     peer.json("/actor", DOC)
     context = ssl.create_default_context()
     ca.configure_trust(context)
     dns = FakeDns({url_host: ["127.0.0.1"]})
     async with (
-        serve(peer, certfile=pem, keyfile=pem) as port,
+        tls_peer(peer, ca, tmp_path, cert_for) as port,
         build_http_client(
             allow_private_networks=True, user_agent="t", verify=context, resolve=dns
         ) as client,

@@ -37,7 +37,7 @@ from fedistream.federation.resolver import (
 from fedistream.federation.signing import Signer
 from fedistream.store import actors as actor_store
 from fedistream.store.db import Database
-from tests.federation.peer import Peer, Seen, rsa_key_pair, running_peer
+from tests.federation.peer import Peer, Seen, rsa_key_pair
 
 START = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 OUR_KEY = "https://blog.example.test/#main-key"
@@ -57,12 +57,6 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[Peer]:
-    async with running_peer() as running:
-        yield running
 
 
 @pytest.fixture
