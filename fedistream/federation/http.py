@@ -1,7 +1,8 @@
-"""The one way out to other servers: an SSRF-safe httpx client, signed GETs and signed POSTs.
+"""Fetching from other servers: an SSRF-safe httpx client and signed GETs; the SSRF guard.
 
-Layer: federation (network edge). Every URL we fetch comes from a peer, so the client
-resolves each host itself, refuses private/loopback/link-local/reserved addresses
+Layer: federation (network edge). Deliveries (signed POSTs) go through delivery_client.py,
+which calls the same guard (`checked_addresses`). Every URL we fetch comes from a peer, so the
+client resolves each host itself, refuses private/loopback/link-local/reserved addresses
 (core.netsafety) unless the operator allows private networks, and connects to exactly the
 address it checked — there is no second DNS lookup a rebinding attacker could answer
 differently. TLS still verifies the certificate for the hostname. Errors::
@@ -50,8 +51,8 @@ __all__ = [
     "Fetched",
     "RemoteFetchFailed",
     "build_http_client",
-    "fetch_document",
     "checked_addresses",
+    "fetch_document",
     "fetch_json",
     "outgoing_url",
     "system_resolve",
