@@ -601,36 +601,63 @@ async def test_fan_out_to_300_inboxes_delivers_each_exactly_once(
     assert total.peak > 4  # several hosts were served at the same time
 
 
+@pytest.fixture
+def claim_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many rows each `claim_due` call returned, in order (a claim is a write)."""
+    sizes: list[int] = []
+    real_claim = deliveries.claim_due
+
+    async def counting(*args: Any, **kwargs: Any) -> list[deliveries.Claimed]:
+        claimed = await real_claim(*args, **kwargs)
+        sizes.append(len(claimed))
+        return claimed
+
+    monkeypatch.setattr(deliveries, "claim_due", counting)
+    return sizes
+
+
 async def test_run_claims_once_per_burst_not_once_per_delivery(
     db: Database,
     client: DeliveryClient,
     signer: Signer,
     clock: Clock,
     make_sink: Sinks,
-    monkeypatch: pytest.MonkeyPatch,
+    claim_sizes: list[int],
 ) -> None:
-    """A claim is a write: the worker keeps rows ready in memory and claims again after a
-    quarter of them finished, instead of after (nearly) every finished delivery."""
-    claims: list[int] = []
-    real_claim = deliveries.claim_due
-
-    async def counting(*args: Any, **kwargs: Any) -> list[deliveries.Claimed]:
-        claimed = await real_claim(*args, **kwargs)
-        claims.append(len(claimed))
-        return claimed
-
-    monkeypatch.setattr(deliveries, "claim_due", counting)
+    """The worker keeps rows ready in memory and claims again after a quarter of them
+    finished, instead of after (nearly) every finished delivery."""
     sinks = [await make_sink() for _ in range(5)]
     for sink in sinks:
         sink.default = Reply(202, delay=0.005)
     await enqueue(db, [(sink.url(f"/u{i}"), None) for sink in sinks for i in range(60)])
     worker = make_worker(db, client, signer, clock, per_host=4, max_concurrency=16)
     await run_until_sent(worker, db, 300, "300 deliveries")
-    assert sum(claims) == 300
-    # 5 hosts × a share of 8 held rows: a claim after every ~10 finished (43–47 claims here);
-    # claiming whenever a delivery finished took ~77, coalesced only by timing.
-    assert len(claims) <= 60, claims
+    assert sum(claim_sizes) == 300
+    # 32 rows held (2 per slot): a claim after every ~8 finished (~40 claims here); claiming
+    # whenever a delivery finished took ~77, coalesced only by timing.
+    assert len(claim_sizes) <= 60, claim_sizes
     assert 1 < make_sink.total.peak <= 16
+
+
+async def test_one_busy_host_is_not_claimed_two_rows_at_a_time(
+    db: Database,
+    client: DeliveryClient,
+    signer: Signer,
+    clock: Clock,
+    make_sink: Sinks,
+    claim_sizes: list[int],
+) -> None:
+    """A host with many rows (a backlog after its outage, no shared inbox) gets a share of
+    6 rows per per-host slot: 24 held, a claim after every 6 finished. With 2 per slot it was
+    8 held and a claim (a write) every 2 deliveries: ~60 claims for these 120."""
+    sink = await make_sink()
+    await enqueue(db, [(sink.url(f"/u{i}"), None) for i in range(120)])
+    worker = make_worker(db, client, signer, clock, per_host=4, max_concurrency=16)
+    await run_until_sent(worker, db, 120, "120 deliveries to one host")
+    assert sum(claim_sizes) == 120
+    assert max(claim_sizes) > 8, claim_sizes
+    assert len(claim_sizes) <= 35, claim_sizes
+    assert sink.peak <= 4  # the per-host cap still holds
 
 
 async def test_overall_concurrency_is_capped(
