@@ -24,7 +24,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fedistream.core.netsafety import parse_ip_literal
 from fedistream.errors import RemoteFetchFailed
@@ -42,6 +42,7 @@ from fedistream.federation.signing import Signer
 
 if TYPE_CHECKING:
     import aiohttp
+    import aiohttp.abc
 
 MAX_RESPONSE_BYTES = 64 * 1024  # an inbox's answer body: only kept for the delivery log
 # Connections open at once: above the worker's MAX_CONCURRENCY (96, federation/delivery.py).
@@ -142,7 +143,7 @@ class DeliveryClient:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections,
                 limit_per_host=0,  # the worker keeps its own per-host limit
-                resolver=_GuardedResolver(self._resolve, self._allow_private),
+                resolver=_guarded_resolver(self._resolve, self._allow_private),
                 ssl=tls_context(self._verify),
             )
             self._session = aiohttp.ClientSession(
@@ -225,33 +226,33 @@ def delivery_url(url: str) -> str:
     return str(outgoing_url(url))
 
 
-class _GuardedResolver:
-    """aiohttp's resolver interface (aiohttp.abc.AbstractResolver) over `checked_addresses`."""
+def _guarded_resolver(resolve: Resolve, allow_private: bool) -> aiohttp.abc.AbstractResolver:
+    """aiohttp's resolver over `checked_addresses` (defined here: aiohttp loads lazily)."""
+    from aiohttp.abc import AbstractResolver, ResolveResult
 
-    def __init__(self, resolve: Resolve, allow_private: bool) -> None:
-        self._resolve = resolve
-        self._allow_private = allow_private
+    class GuardedResolver(AbstractResolver):
+        async def resolve(
+            self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+        ) -> list[ResolveResult]:
+            addresses = await checked_addresses(
+                host, port, allow_private=allow_private, resolve=resolve
+            )
+            return [
+                ResolveResult(
+                    hostname=host,
+                    host=str(address),
+                    port=port,
+                    family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                    proto=0,
+                    flags=socket.AI_NUMERICHOST,
+                )
+                for address in addresses
+            ]
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[dict[str, Any]]:
-        addresses = await checked_addresses(
-            host, port, allow_private=self._allow_private, resolve=self._resolve
-        )
-        return [
-            {
-                "hostname": host,
-                "host": str(address),
-                "port": port,
-                "family": socket.AF_INET6 if address.version == 6 else socket.AF_INET,
-                "proto": 0,
-                "flags": socket.AI_NUMERICHOST,
-            }
-            for address in addresses
-        ]
+        async def close(self) -> None:
+            return None
 
-    async def close(self) -> None:
-        return None
+    return GuardedResolver()
 
 
 async def _read_up_to(response: aiohttp.ClientResponse, limit: int) -> bytes:
