@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     import aiohttp.abc
 
 MAX_RESPONSE_BYTES = 64 * 1024  # an inbox's answer body: only kept for the delivery log
-# Connections open at once: above the worker's MAX_CONCURRENCY (96, federation/delivery.py).
-MAX_CONNECTIONS = 128
+# Connections open at once: above the worker's MAX_CONCURRENCY (128, federation/delivery.py).
+MAX_CONNECTIONS = 160
 
 
 @dataclass(frozen=True, slots=True)
