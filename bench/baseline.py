@@ -74,17 +74,20 @@ async def post_presigned(
     and `per_host` per host — the worker's limits — and count the 2xx answers."""
     now = datetime.now(UTC)
     signed = [
-        (inbox, signer.sign_now("POST", inbox, {"Content-Type": ACTIVITY_JSON}, body, now))
+        (
+            inbox,
+            httpx.URL(inbox).netloc.decode(),  # its host, parsed untimed too
+            signer.sign_now("POST", inbox, {"Content-Type": ACTIVITY_JSON}, body, now),
+        )
         for inbox in inboxes
     ]
     everything = asyncio.Semaphore(concurrency)
     hosts: dict[str, asyncio.Semaphore] = {}
-    left = Counter(httpx.URL(inbox).netloc.decode() for inbox in inboxes)
+    left = Counter(host for _inbox, host, _headers in signed)
     ok = 0
 
-    async def one(inbox: str, headers: dict[str, str]) -> None:
+    async def one(inbox: str, host: str, headers: dict[str, str]) -> None:
         nonlocal ok
-        host = httpx.URL(inbox).netloc.decode()
         slot = hosts.setdefault(host, asyncio.Semaphore(per_host))
         async with slot, everything:
             left[host] -= 1
@@ -95,7 +98,7 @@ async def post_presigned(
     cpu_before = time.process_time()
     try:
         async with asyncio.timeout(give_up_after):
-            await asyncio.gather(*(one(inbox, headers) for inbox, headers in signed))
+            await asyncio.gather(*(one(*request) for request in signed))
     except TimeoutError:
         pass  # report what got through in the time allowed
     cpu = time.process_time() - cpu_before

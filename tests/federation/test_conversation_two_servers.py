@@ -13,12 +13,30 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.live import as2_get, as2_total, federating_pair, wait_until
+from tests.live import OwnerBrowser, as2_get, as2_total, federating_pair, wait_until
 
 
 def _public(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (loopback)
         return str(response.read().decode("utf-8"))
+
+
+def _reply_form(note: str) -> str:
+    return f"/admin/reply?to={quote(note, safe='/')}"
+
+
+def _reply(owner: OwnerBrowser, note: str, handle: str, text: str) -> str:
+    """Reply to `note` through the owner's reply form, which must name its author (`handle`)
+    first; returns the new thought's id."""
+    form = _reply_form(note)
+    assert f">{handle} </textarea>" in owner.page(form)
+    response = owner.submit(
+        form,
+        "/admin/reply",
+        {"in_reply_to": note, "action": "publish", "source": f"{handle} {text}"},
+    )
+    assert response.status_code == 303, response.text  # type: ignore[attr-defined]
+    return str(response.headers["location"]).rsplit("#p-", 1)[1]  # type: ignore[attr-defined]
 
 
 def test_reply_like_boost_answer_and_delete(tmp_path: Path) -> None:
@@ -44,17 +62,7 @@ def test_reply_like_boost_answer_and_delete(tmp_path: Path) -> None:
         assert ">Unlike</button>" in owner_b.page("/admin/timeline")
 
         # B replies: the form names A's owner first.
-        form_path = f"/admin/reply?to={quote(note_a, safe='/')}"
-        form = owner_b.page(form_path)
-        assert f">{handle_a} </textarea>" in form
-        response = owner_b.submit(
-            form_path,
-            "/admin/reply",
-            {"in_reply_to": note_a, "action": "publish",
-             "source": f"{handle_a} A quince, without a doubt."},
-        )  # fmt: skip
-        assert response.status_code == 303, response.text  # type: ignore[attr-defined]
-        reply_b = str(response.headers["location"]).rsplit("#p-", 1)[1]  # type: ignore[attr-defined]
+        reply_b = _reply(owner_b, note_a, handle_a, "A quince, without a doubt.")
         note_b = b.url(f"/p/{reply_b}")
         assert as2_get(note_b)["inReplyTo"] == note_a
         # B's reply is not one of B's top-level thoughts.
@@ -85,17 +93,8 @@ def test_reply_like_boost_answer_and_delete(tmp_path: Path) -> None:
 
         # A answers B's reply from the thread.
         thread = owner_a.page(f"/admin/posts/{post_id}/thread")
-        answer_form = f"/admin/reply?to={quote(note_b, safe='/')}"
-        assert answer_form in thread
-        assert f">{handle_b} </textarea>" in owner_a.page(answer_form)
-        response = owner_a.submit(
-            answer_form,
-            "/admin/reply",
-            {"in_reply_to": note_b, "action": "publish",
-             "source": f"{handle_b} Quinces it is: they forgive a cold spring."},
-        )  # fmt: skip
-        assert response.status_code == 303, response.text  # type: ignore[attr-defined]
-        answer_a = str(response.headers["location"]).rsplit("#p-", 1)[1]  # type: ignore[attr-defined]
+        assert _reply_form(note_b) in thread
+        answer_a = _reply(owner_a, note_b, handle_b, "Quinces it is: they forgive a cold spring.")
         assert "they forgive" in _public(note_a)  # in A's thread, under B's reply
         assert "they forgive" not in _public(a.url("/"))
 
