@@ -14,6 +14,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -76,14 +77,25 @@ class _QueuedLines(logging.Handler):
             self.handleError(record)
 
 
-class _LineWriter:
-    """One thread that writes queued lines to the stream, everything queued so far in one
-    write: under load (a line per request and per delivery) that is one system call per
-    burst instead of two per line."""
+# How long the writer gathers lines after the first one of a burst before writing them.
+GATHER_SECONDS = 0.05
+MAX_LINES_PER_WRITE = 1000
 
-    def __init__(self, lines: queue.SimpleQueue[object], stream: TextIO) -> None:
+
+class _LineWriter:
+    """One thread that writes queued lines to the stream: after the first line of a burst it
+    lets GATHER_SECONDS' worth of lines pile up and writes them in one call.
+
+    Waking on every line cost more than the line itself: each wake-up takes the GIL from the
+    event loop, ~0.09 ms per inbox POST at 2,500 POSTs/s (bench/README.md, fourth pass). A
+    line reaches stderr at most GATHER_SECONDS late; `stop` still writes out everything."""
+
+    def __init__(
+        self, lines: queue.SimpleQueue[object], stream: TextIO, gather: float = GATHER_SECONDS
+    ) -> None:
         self._lines = lines
         self._stream = stream
+        self._gather = gather
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
 
     def start(self) -> None:
@@ -94,11 +106,15 @@ class _LineWriter:
         self._thread.join()
 
     def _run(self) -> None:
+        behind = False  # the last write was a full batch: more is queued, no need to gather
         while True:
             batch = [self._lines.get()]
+            if batch[0] is not _STOP and not behind:
+                time.sleep(self._gather)  # the rest of the burst: one write for all of it
             with contextlib.suppress(queue.Empty):
-                while len(batch) < 1000:
+                while len(batch) < MAX_LINES_PER_WRITE:
                     batch.append(self._lines.get_nowait())
+            behind = len(batch) >= MAX_LINES_PER_WRITE
             stopping = _STOP in batch
             text = "".join(f"{line}\n" for line in batch if line is not _STOP)
             try:

@@ -97,3 +97,45 @@ def test_lines_logged_from_many_threads_are_all_written_whole(restore_logging: N
     for t in range(4):
         mine = [line for line in lines if f'msg="t{t} line ' in line]
         assert [int(line.rsplit(" ", 1)[1].rstrip('"')) for line in mine] == list(range(2000))
+
+
+class _CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_a_steady_trickle_of_lines_is_written_in_few_calls(restore_logging: None) -> None:
+    """A request a millisecond (a busy inbox) must not wake the writer once per line: each
+    wake-up takes the GIL from the event loop. The lines of a burst go out together."""
+    import time
+
+    out = _CountingStream()
+    stop = logs.configure("info", "text", stream=out)
+    log = logging.getLogger("fedistream.access")
+    for n in range(100):
+        log.info("request %d", n)
+        time.sleep(0.001)
+    stop()
+    assert len(out.getvalue().splitlines()) == 100
+    # ≥ 100 ms of lines, gathered GATHER_SECONDS at a time: a few writes, not one per line.
+    assert out.writes <= 100 * 0.001 / logs.GATHER_SECONDS + 5
+
+
+def test_a_single_line_is_written_within_the_gathering_time(restore_logging: None) -> None:
+    import time
+
+    out = _CountingStream()
+    stop = logs.configure("info", "text", stream=out)
+    try:
+        logging.getLogger("fedistream.access").info("alone")
+        deadline = time.monotonic() + 5
+        while "alone" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "alone" in out.getvalue()
+    finally:
+        stop()
