@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,9 +21,10 @@ from typing import Any
 import aiosqlite
 
 from fedistream.core import inbound
+from fedistream.core.intake import IntakeFirst
 from fedistream.core.remote_actor import parse_actor
 from fedistream.core.sanitize import sanitize_remote_html
-from fedistream.core.timefmt import to_iso
+from fedistream.core.timefmt import parse_iso, to_iso
 from fedistream.core.urls import Urls
 from fedistream.services import conversations, moderation, remote_media
 from fedistream.services.follows import UnknownActor, accept_follower
@@ -273,7 +275,11 @@ async def _roll_back_row(conn: aiosqlite.Connection) -> None:
 
 
 class InboxProcessor:
-    """Applies pending inbox rows in the background; `run_once()` steps it in tests."""
+    """Applies pending inbox rows in the background; `run_once()` steps it in tests.
+
+    `wake()` is called for each stored activity. While they arrive in a burst, `run()` waits
+    (at most core.intake.MAX_LAG for the oldest) so accepting keeps the interpreter to itself.
+    """
 
     def __init__(
         self,
@@ -282,19 +288,41 @@ class InboxProcessor:
         *,
         on_change: Callable[[], None] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], float] = time.monotonic,
+        intake: IntakeFirst | None = None,
     ) -> None:
         self._db = db
         self._policy = policy
         self._on_change = on_change
         self._now = now
+        self._clock = clock
+        self._intake = intake or IntakeFirst()
         self._wake = asyncio.Event()
         self._stopping = False
+        self._stopped = asyncio.Event()
         # Failed tries per row in this process: a row that raised is tried again on the next
         # pass (its transaction rolled back, so nothing was half done), at most MAX_TRIES times.
         self._tries: dict[str, int] = {}
 
     def wake(self) -> None:
+        """An activity was stored: apply it (now, or after the burst it arrived in)."""
+        self._intake.arrived(self._clock())
         self._wake.set()
+
+    async def _wait_for_intake(self) -> bool:
+        """While a burst arrives, wait a moment (True) instead of applying; see core.intake."""
+        if not self._intake.busy(self._clock()):
+            return False  # the ordinary case: no query at all
+        oldest = await inbox_store.oldest_pending_received_at(self._db)
+        if oldest is None:
+            return False
+        waited = (self._now() - parse_iso(oldest)).total_seconds()
+        delay = self._intake.wait_before_applying(self._clock(), waited)
+        if delay <= 0:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), delay)
+        return True
 
     async def run_once(self) -> int:
         rows = await inbox_store.pending(self._db, BATCH)
@@ -326,6 +354,8 @@ class InboxProcessor:
     async def run(self) -> None:
         while not self._stopping:
             try:
+                if await self._wait_for_intake():
+                    continue
                 if await self.run_once() >= BATCH:
                     continue
             except Exception:  # keep the loop alive; the row stays pending and is retried
@@ -336,4 +366,5 @@ class InboxProcessor:
 
     def stop(self) -> None:
         self._stopping = True
+        self._stopped.set()
         self._wake.set()

@@ -31,6 +31,14 @@ async def pending(db: Database, limit: int) -> list[sqlite3.Row]:
     )
 
 
+async def oldest_pending_received_at(db: Database) -> str | None:
+    """When the oldest activity still waiting to be applied arrived (ISO 8601), None if none."""
+    row = await db.fetchone(
+        "SELECT received_at FROM inbox WHERE state = 'pending' ORDER BY received_at LIMIT 1"
+    )
+    return str(row["received_at"]) if row else None
+
+
 async def mark(
     conn: aiosqlite.Connection, activity_id: str, state: str, error: str | None, now: str
 ) -> None:

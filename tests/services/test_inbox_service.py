@@ -6,12 +6,14 @@ shape, and what a crash in the middle leaves behind: the row pending, applied ex
 
 from __future__ import annotations
 
+import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from fedistream.core.intake import MAX_LAG
 from fedistream.core.remote_actor import RemoteActor
 from fedistream.core.urls import Urls
 from fedistream.services import follows
@@ -309,3 +311,73 @@ async def test_processing_a_follow_wakes_the_delivery_worker(db: Database) -> No
     await inbox_service.receive(db, follow(target=BOB), ALICE)  # ignored: nothing to deliver
     await processor.run_once()
     assert woken == [True]
+
+
+# --- intake first: applying waits while a burst arrives (core/intake.py) -------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _wait_for_state(db: Database, activity_id: str, state: str, seconds: float) -> bool:
+    for _ in range(int(seconds / 0.02)):
+        if await state_of(db, activity_id) == state:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_a_burst_of_arrivals_is_applied_after_it_ends(db: Database) -> None:
+    await cache(db, ALICE)
+    clock = FakeClock()
+    wall = [datetime.now(UTC)]
+    processor = InboxProcessor(db, AUTO, clock=clock, now=lambda: wall[0])
+    await inbox_service.receive(db, follow(), ALICE, wall[0])
+    for _ in range(200):  # 200 arrivals within a moment: a burst
+        processor.wake()
+    task = asyncio.create_task(processor.run())
+    try:
+        # The burst goes on (the clock does not move): the row waits, stored but not applied.
+        assert not await _wait_for_state(db, follow()["id"], "done", 0.4)
+        clock.now += 1.0  # the burst is over: two quiet windows have passed
+        assert await _wait_for_state(db, follow()["id"], "done", 5)
+    finally:
+        processor.stop()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_during_a_long_burst_nothing_waits_past_the_lag_budget(db: Database) -> None:
+    await cache(db, ALICE)
+    clock = FakeClock()
+    received = datetime.now(UTC)
+    wall = [received]
+    processor = InboxProcessor(db, AUTO, clock=clock, now=lambda: wall[0])
+    await inbox_service.receive(db, follow(), ALICE, received)
+    for _ in range(200):
+        processor.wake()
+    task = asyncio.create_task(processor.run())
+    try:
+        assert not await _wait_for_state(db, follow()["id"], "done", 0.3)
+        wall[0] = received + timedelta(seconds=MAX_LAG)  # still busy, but it waited long enough
+        assert await _wait_for_state(db, follow()["id"], "done", 5)
+    finally:
+        processor.stop()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_an_ordinary_arrival_is_applied_at_once(db: Database) -> None:
+    await cache(db, ALICE)
+    processor = InboxProcessor(db, AUTO)
+    task = asyncio.create_task(processor.run())
+    try:
+        await inbox_service.receive(db, follow(), ALICE)
+        processor.wake()
+        assert await _wait_for_state(db, follow()["id"], "done", 1.0)
+    finally:
+        processor.stop()
+        await asyncio.wait_for(task, 5)
