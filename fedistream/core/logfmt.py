@@ -7,9 +7,11 @@ None is written as `-`, the way access logs say "no value".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
-_NEEDS_QUOTES = frozenset(' "=\\')
+# A value written bare: no space, quote, `=`, backslash, control character or DEL.
+_BARE = re.compile(r'[^\x00-\x20"=\\\x7f]+')
 
 
 def format_value(value: object) -> str:
@@ -20,7 +22,7 @@ def format_value(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.1f}"
     text = str(value)
-    if text and not any(c in _NEEDS_QUOTES or c < " " or c == "\x7f" for c in text):
+    if _BARE.fullmatch(text):
         return text
     escaped = (
         text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")

@@ -76,6 +76,8 @@ def domain_keys(host: str) -> list[str]:
 
 
 def _is_ip(name: str) -> bool:
+    if not name.replace(".", "").isdigit():
+        return False  # a name (IPv6 literals are bracketed): no exception raised per inbox POST
     try:
         ipaddress.ip_address(name)
     except ValueError:

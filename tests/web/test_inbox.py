@@ -556,6 +556,10 @@ def test_wrong_content_type(inbox: Inbox) -> None:
             b'"actor": "' + ALICE.encode() + b'", "object": "' + OUR_ACTOR.encode() + b'"}',
             "Unicode",
         ),
+        (  # the same surrogate as raw (invalid) UTF-8 bytes, which json.loads lets through
+            encode(follow()).replace(b'"Follow"', b'"Follow\xed\xa0\x80"'),
+            "Unicode",
+        ),
     ],
     ids=[
         "not-json",
@@ -570,11 +574,26 @@ def test_wrong_content_type(inbox: Inbox) -> None:
         "actor-unusable",
         "too-deep",
         "lone-surrogate",
+        "raw-surrogate",
     ],
 )
 def test_bodies_that_are_no_activity(inbox: Inbox, body: bytes, complaint: str) -> None:
     refused(inbox.post(body, signed(body)), 400, complaint)
     inbox.nothing_stored()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "\ufeff".encode() + encode(follow()),  # a byte-order mark, which json.loads skips
+        encode({**follow(), "summary": "\U0001f600"}),  # json.dumps writes "\ud83d\ude00"
+    ],
+    ids=["byte-order-mark", "escaped-surrogate-pair"],
+)
+def test_odd_but_valid_bodies_are_stored_and_applied(inbox: Inbox, body: bytes) -> None:
+    response = inbox.post(body, signed(body))
+    assert response.status_code == 202, response.text
+    assert inbox.settle(follow()["id"])["state"] == "done"
 
 
 # --- the signer's key (R28, R29, R31, R32) -----------------------------------------------------
