@@ -2,9 +2,9 @@
 bodies at the worker's limits, and the signing ceiling through fedistream's Signer.
 
 Two clients can be measured that way: the app's httpx client (`build_http_client`, what issue 6
-names as the baseline) and the worker's own `DeliveryClient` (aiohttp), so the report can say
-both how the server compares with httpx and what the queue, signing and bookkeeping cost on
-top of the client the worker really uses."""
+names as the baseline) and the worker's own delivery client (`DeliveryClient`), so the report
+can say both how the server compares with httpx and what the queue, signing and bookkeeping
+cost on top of the client the worker really uses."""
 
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ Measured, all in one run:
 1. fan-out to N inboxes, one host (sink port) each, sink answering at once: deliveries/s and
    time from pressing publish to the last delivery; peak RSS of the server during the fan-out.
    Baselines: the app's httpx client (`build_http_client`, as issue 6 names it) and the worker's
-   own `DeliveryClient` (aiohttp), each POSTing the same body, pre-signed, to the same inboxes
-   at the worker's concurrency limits.
+   own delivery client (`DeliveryClient`), each POSTing the same body, pre-signed, to the same
+   inboxes at the worker's concurrency limits.
 2. the same with the sink adding 50 ms to every answer: deliveries/s ÷ RSA-2048 signatures/s
    through fedistream's Signer (its thread pool, as the worker signs).
 3. informative: both clients on case 2, CPU per delivery against CPU per pre-signed POST, and
@@ -207,7 +207,7 @@ class Baselines:
     """Pre-signed POSTs to the same inboxes at the worker's limits, and the signing ceiling."""
 
     httpx_fast: ClientRun  # the app's httpx client: issue 6's baseline
-    own_fast: ClientRun  # the worker's DeliveryClient (aiohttp): what the worker adds to it
+    own_fast: ClientRun  # the worker's own delivery client: what the worker adds to it
     httpx_slow: ClientRun
     own_slow: ClientRun
     signatures_per_s: float
@@ -357,7 +357,7 @@ def _report(
         ),
         Metric(
             "  vs the worker's own client", fast.rate, "deliv/s",
-            base.own_fast.rate, f"delivery client (aiohttp), pre-signed, {limits}",
+            base.own_fast.rate, f"delivery client, pre-signed, {limits}",
         ),
         Metric(
             "  time to last delivery", fast.seconds, "s",

@@ -17,8 +17,9 @@ from pathlib import Path
 # Inclusive shares worth knowing for the delivery path (substring of a py-spy frame name).
 WATCHED = {
     "sign (signing)": "sign_request (fedistream/core/cavage.py",
-    "aiohttp request (delivery client)": "ClientSession._request (aiohttp/client.py",
-    "new TCP connections (aiohttp)": "TCPConnector._create_connection (aiohttp/connector.py",
+    "request + answer (delivery client)": "DeliveryClient._send (fedistream/federation/",
+    "new connections (delivery client)": "DeliveryClient._connect (fedistream/federation/",
+    "answer parsing (delivery client)": "Connection.data_received (fedistream/federation/",
     "claim_due (loop side)": "claim_due (fedistream/store/deliveries.py",
     "record_many (loop side)": "record_many (fedistream/store/deliveries.py",
     "DeliveryClient.post (whole request)": "DeliveryClient.post (fedistream/federation/",
