@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -79,8 +80,13 @@ def _routes() -> list[BaseRoute]:
     ]
 
 
-def build_app(settings: Settings) -> Starlette:
-    """The ASGI app. The database opens in the lifespan (start-up), not at import or build time."""
+def build_app(
+    settings: Settings, *, access_log: Callable[[dict[str, Any]], None] | None = None
+) -> Starlette:
+    """The ASGI app. The database opens in the lifespan (start-up), not at import or build time.
+
+    `access_log` writes each request's line (web.access_log); by default through `logging`.
+    """
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -159,7 +165,10 @@ def build_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=_routes(),
         # Access log outermost: its line has the status and time the client really saw.
-        middleware=[Middleware(AccessLogMiddleware), Middleware(SecurityHeadersMiddleware)],
+        middleware=[
+            Middleware(AccessLogMiddleware, write=access_log),
+            Middleware(SecurityHeadersMiddleware),
+        ],
         exception_handlers={
             FedistreamError: on_app_error,
             HTTPException: on_http_error,

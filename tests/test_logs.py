@@ -139,3 +139,34 @@ def test_a_single_line_is_written_within_the_gathering_time(restore_logging: Non
         assert "alone" in out.getvalue()
     finally:
         stop()
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_the_event_writer_writes_the_line_logging_writes(restore_logging: None, fmt: str) -> None:
+    """The access log's cheaper path (`LogOutput.event_writer`) must not change a byte of the
+    line, apart from the time stamp."""
+    out = io.StringIO()
+    output = logs.configure("info", fmt, stream=out)
+    fields = {"event": "request", "method": "POST", "path": "/in box", "status": 202, "ms": 1.25}
+    logging.getLogger("fedistream.access").info("x", extra={"fields": fields})
+    output.event_writer("fedistream.access")(fields)
+    output()
+    via_logging, via_writer = out.getvalue().splitlines()
+
+    def without_time(line: str) -> object:
+        if fmt == "json":
+            record = json.loads(line)
+            assert record.pop("ts").endswith("Z")
+            return record
+        assert line.startswith("ts=") and line.split(" ", 1)[0].endswith("Z")
+        return line.split(" ", 1)[1]
+
+    assert without_time(via_writer) == without_time(via_logging)
+
+
+def test_the_event_writer_follows_the_level(restore_logging: None) -> None:
+    out = io.StringIO()
+    output = logs.configure("warning", "text", stream=out)
+    output.event_writer("fedistream.access")({"event": "request"})
+    output()
+    assert out.getvalue() == ""
