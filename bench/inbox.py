@@ -16,15 +16,19 @@ row through aiosqlite, under the same uvicorn settings.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import pyspy
 from bench.common import Metric
 from bench.pages import DB_NAME, REPO_ROOT, post_id, seed_posts
 
@@ -190,27 +194,101 @@ def serve_bare(port: int, db_path: Path, key_path: Path) -> None:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def run(
-    work: Path, *, seconds: int = 5, presigned: int = 25_000, profile_dir: Path | None = None
-) -> tuple[list[Metric], dict]:
-    import contextlib
+ROUNDS = 2  # app and bare alternate, each on fresh data: a drift in the machine's load hits both
 
-    from bench import pyspy
-    from tests.live import _free_port, running_server
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    sent: int  # requests wrk sent
+    stored: int  # new rows: activities accepted
+    wrk_rps: float
+    applied_after: float = 0.0  # seconds after the run until the last stored one was applied
+
+
+def run(
+    work: Path,
+    *,
+    seconds: int = 5,
+    presigned: int = 25_000,
+    rounds: int = ROUNDS,
+    profile_dir: Path | None = None,
+) -> tuple[list[Metric], dict]:
+    from tests.live import _free_port
 
     key, public_pem = _key_pair()
-    data_dir = work / "inbox" / "data"
+    root = work / "inbox"
+    root.mkdir(parents=True)
+    seeded = root / "seeded.sqlite3"
+    seed_posts(seeded, 1)
+    seed_actor(seeded, public_pem)
+    key_path = root / "public.pem"
+    key_path.write_text(public_pem)
+    # Fixed ports: the signatures cover the Host, so every round reuses its script.
+    port, bare_port = _free_port(), _free_port()
+    script, bare_script = root / "app.lua", root / "bare.lua"
+    write_script(script, f"http://127.0.0.1:{port}", key, presigned)
+    write_script(bare_script, f"http://127.0.0.1:{bare_port}", key, presigned)
+    profile_path = profile_dir / "inbox.txt" if profile_dir else None
+    app_rounds: list[Round] = []
+    bare_rounds: list[Round] = []
+    for n in range(rounds):
+        app_rounds.append(
+            _app_round(root / f"app-{n}", seeded, port, script, seconds,
+                       profile_path if n == 0 else None)
+        )  # fmt: skip
+        bare_rounds.append(
+            _bare_round(root / f"bare-{n}.sqlite3", bare_port, bare_script, key_path, seconds)
+        )
+    elapsed = seconds * rounds
+    app_rate = sum(r.stored for r in app_rounds) / elapsed
+    bare_rate = sum(r.stored for r in bare_rounds) / elapsed
+    applied_after = max(r.applied_after for r in app_rounds)
+    per_round = ", ".join(
+        f"{a.stored / b.stored:.2f}" for a, b in zip(app_rounds, bare_rounds, strict=True)
+    )
+    notes = [f"{rounds} alternating rounds of {seconds} s, ratio per round {per_round}"]
+    if max(r.sent for r in app_rounds + bare_rounds) > presigned:
+        notes.append(f"wrk sent more than the {presigned} pre-signed: replays")
+    metrics = [
+        Metric(
+            "inbox: signed Create/Like accepted", app_rate, "act/s", bare_rate,
+            "bare: verify one RSA signature + insert one row", target=TARGET,
+            note="; ".join(notes),
+        ),
+        Metric("  info: wrk answers/s (app)", _mean(r.wrk_rps for r in app_rounds), "req/s",
+               _mean(r.wrk_rps for r in bare_rounds), "bare"),
+        Metric("  info: all stored applied", applied_after, "s after the run",
+               note="applying waits while a burst arrives (core/intake.py), ≤ 10 s"),
+        Metric("  info: stored and applied, end to end",
+               _mean(r.stored / (seconds + r.applied_after) for r in app_rounds), "act/s",
+               bare_rate, "bare"),
+    ]  # fmt: skip
+    details: dict[str, object] = {
+        "app": [asdict(r) for r in app_rounds],
+        "bare": [asdict(r) for r in bare_rounds],
+    }
+    if profile_path:
+        details["profile"] = pyspy.summary(profile_path)
+    return metrics, details
+
+
+def _mean(values: Iterable[float]) -> float:
+    numbers = list(values)
+    return sum(numbers) / len(numbers)
+
+
+def _app_round(
+    where: Path, seeded: Path, port: int, script: Path, seconds: int, profile_path: Path | None
+) -> Round:
+    """A `fedistream serve` on a copy of the seeded database, under wrk for `seconds`."""
+    from tests.live import running_server
+
+    data_dir = where / "data"
     data_dir.mkdir(parents=True)
     db_path = data_dir / DB_NAME
-    seed_posts(db_path, 1)
-    seed_actor(db_path, public_pem)
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    script = work / "inbox" / "app.lua"
-    write_script(script, base_url, key, presigned)
-    with running_server(work / "inbox", data_dir=data_dir, port=port) as server:
+    _copy_database(seeded, db_path)
+    with running_server(where, data_dir=data_dir, port=port) as server:
         before = count_rows(db_path, "inbox")
-        profile_path = profile_dir / "inbox.txt" if profile_dir else None
         profiling = (
             pyspy.Profile(server.process.pid, profile_path)
             if profile_path
@@ -220,46 +298,30 @@ def run(
             sent, wrk_rps = wrk_script(server.url("/inbox"), script, seconds)
         stored = count_rows(db_path, "inbox") - before
         applied_after = wait_until_applied(db_path)
-    app_rate = stored / seconds
+    return Round(sent, stored, wrk_rps, applied_after)
 
-    bare_port = _free_port()
-    bare_db = work / "inbox" / "bare.sqlite3"
-    key_path = work / "inbox" / "public.pem"
-    key_path.write_text(public_pem)
-    bare_script = work / "inbox" / "bare.lua"
-    write_script(bare_script, f"http://127.0.0.1:{bare_port}", key, presigned)
+
+def _bare_round(db_path: Path, port: int, script: Path, key_path: Path, seconds: int) -> Round:
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.inbox", "bare", str(bare_port), str(bare_db), str(key_path)],
+        [sys.executable, "-m", "bench.inbox", "bare", str(port), str(db_path), str(key_path)],
         cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        _wait_until_listening(bare_port, process)
-        bare_url = f"http://127.0.0.1:{bare_port}/inbox"
-        bare_sent, bare_rps = wrk_script(bare_url, bare_script, seconds)
-        bare_rate = count_rows(bare_db, "bare") / seconds
+        _wait_until_listening(port, process)
+        sent, wrk_rps = wrk_script(f"http://127.0.0.1:{port}/inbox", script, seconds)
+        return Round(sent, count_rows(db_path, "bare"), wrk_rps)
     finally:
         process.terminate()
         process.wait(timeout=10)
-    wrapped = []
-    if sent > presigned or bare_sent > presigned:
-        wrapped.append(f"wrk sent {max(sent, bare_sent)} > {presigned} pre-signed: replays")
-    metrics = [
-        Metric(
-            "inbox: signed Create/Like accepted", app_rate, "act/s", bare_rate,
-            "bare: verify one RSA signature + insert one row", target=TARGET,
-            note="; ".join(wrapped),
-        ),
-        Metric("  info: wrk answers/s (app)", wrk_rps, "req/s", bare_rps, "bare"),
-        Metric("  info: all stored applied", applied_after, "s after the run",
-               note="applying waits while a burst arrives (core/intake.py), ≤ 10 s"),
-        Metric("  info: stored and applied, end to end", stored / (seconds + applied_after),
-               "act/s", bare_rate, "bare"),
-    ]  # fmt: skip
-    details = {"app": {"sent": sent, "stored": stored, "wrk_rps": wrk_rps},
-               "bare": {"sent": bare_sent, "wrk_rps": bare_rps}}  # fmt: skip
-    if profile_path:
-        details["profile"] = pyspy.summary(profile_path)
-    return metrics, details
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
 
 
 def wait_until_applied(db_path: Path, limit: float = 120.0) -> float:
