@@ -217,7 +217,7 @@ def _note(actor: str, obj: Any, verb: str) -> RemoteNote:
     except ValueError as exc:
         raise BadActivity(f"unusable {verb} object: {exc}") from exc
     # The actor is among the authors (checked above); with several, it is the one we keep.
-    return replace(note, actor_id=actor)
+    return note if note.actor_id == actor else replace(note, actor_id=actor)
 
 
 def _create(actor: str, activity: dict[str, Any]) -> Command:

@@ -119,17 +119,32 @@ def parse_target(text: str) -> tuple[str, str]:
 # --- checks the edges make ----------------------------------------------------------------------
 
 
+_MEMO_KEYS = "moderation.domain_keys"
+_MEMO_KEYS_MAX = 4096
+
+
+def _keys_of(db: Database, url: str) -> list[str]:
+    """`domain_keys(domain_of(url))`, remembered per URL on the app's database object: asked
+    twice on every inbox POST (keyId, actor) for the few URLs of the peers that write to us."""
+    memo: dict[str, list[str]] = db.memo.setdefault(_MEMO_KEYS, {})
+    keys = memo.get(url)
+    if keys is None:
+        if len(memo) >= _MEMO_KEYS_MAX:
+            memo.clear()
+        keys = memo[url] = domain_keys(domain_of(url))
+    return keys
+
+
 async def blocked_reason(db: Database, actor_id: str) -> str | None:
     """Why `actor_id` is refused, or None when it is not blocked."""
-    match = await block_store.find(db, actor_id, domain_keys(domain_of(actor_id)))
+    match = await block_store.find(db, actor_id, _keys_of(db, actor_id))
     return _reason(match, actor_id)
 
 
 async def domain_blocked_reason(db: Database, url: str) -> str | None:
     """Is the host of `url` (a signature's keyId) a blocked domain? Asked before fetching the
     key, so a blocked server never makes us fetch anything."""
-    keys = domain_keys(domain_of(url))
-    match = await block_store.find(db, "", keys)
+    match = await block_store.find(db, "", _keys_of(db, url))
     return _reason(match, url)
 
 
