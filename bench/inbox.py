@@ -188,6 +188,7 @@ def serve_bare(port: int, db_path: Path, key_path: Path) -> None:
     uvicorn.run(
         bare_app(db_path, key_path.read_text()), host="127.0.0.1", port=port, log_config=None,
         access_log=False, server_header=False, log_level="warning",
+        proxy_headers=False,  # as `fedistream serve` without a trusted proxy
     )  # fmt: skip
 
 

@@ -191,6 +191,7 @@ def serve_bare(port: int) -> None:
     uvicorn.run(
         bare_app(), host="127.0.0.1", port=port, log_config=None, access_log=False,
         server_header=False, log_level="warning",
+        proxy_headers=False,  # as `fedistream serve` without a trusted proxy
     )  # fmt: skip
 
 
