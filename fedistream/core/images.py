@@ -42,7 +42,7 @@ def prepare_image(data: bytes, max_width: int, max_height: int) -> PreparedImage
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
             if image.format not in _ACCEPTED:
                 raise BadInput(NOT_AN_IMAGE)
             if image.width * image.height > MAX_PIXELS:

@@ -26,7 +26,8 @@ class Signer:
         self, method: str, url: str, headers: dict[str, str], body: bytes | None, now: datetime
     ) -> dict[str, str]:
         """Synchronous signing (for code already off the loop, and for tests)."""
-        return sign_request(method, url, headers, body, self._private_key, self.key_id, now)
+        payload = body if body is not None else b""  # a GET signs no Digest: nothing reads it
+        return sign_request(method, url, headers, payload, self._private_key, self.key_id, now)
 
     async def sign(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None, now: datetime

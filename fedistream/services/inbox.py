@@ -330,13 +330,17 @@ class InboxProcessor:
         for start in range(0, len(rows), ROWS_PER_TRANSACTION):
             chunk = rows[start : start + ROWS_PER_TRANSACTION]
             tries = {row["id"]: self._tries.get(row["id"], 0) + 1 for row in chunk}
+
+            def is_last_try(activity_id: str, tries: dict[str, int] = tries) -> bool:
+                return tries[activity_id] >= MAX_TRIES
+
             try:
                 states = await process_rows(
                     self._db,
                     chunk,
                     self._policy,
                     self._now(),
-                    last_try=lambda activity_id, tries=tries: tries[activity_id] >= MAX_TRIES,
+                    last_try=is_last_try,
                 )
             except Exception:
                 log.exception("inbox processing failed; the rows stay pending")

@@ -104,7 +104,7 @@ def profile_to_json(profile: Profile) -> dict[str, object]:
 def profile_from_json(data: dict[str, object] | None, fallback_name: str) -> Profile:
     if not data:
         return Profile(display_name=fallback_name)
-    links = data.get("links") or []
+    links = data.get("links")
     return Profile(
         display_name=str(data.get("display_name") or fallback_name),
         bio_source=str(data.get("bio_source") or ""),
@@ -113,7 +113,7 @@ def profile_from_json(data: dict[str, object] | None, fallback_name: str) -> Pro
         header=data.get("header") or None,  # type: ignore[arg-type]
         links=tuple(
             ProfileLink(label=str(item["label"]), url=str(item["url"]))
-            for item in links  # type: ignore[union-attr]
+            for item in (links if isinstance(links, list) else [])
             if isinstance(item, dict)
         ),
     )
