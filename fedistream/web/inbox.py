@@ -48,8 +48,7 @@ def _refuse(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
+async def _read_body(request: Request, declared: str | None) -> bytes:
     if declared is not None:
         if not declared.isdigit():
             raise InboxRefusal(400, "Content-Length is not a number.")
@@ -213,18 +212,21 @@ async def _verified_signer(
 async def inbox(request: Request) -> Response:
     ctx = context(request)
     now = datetime.now(UTC)
+    # Decoded once: Starlette's Headers decodes and scans the raw list on every look-up.
+    header_pairs = request.headers.items()
+    fields = dict(header_pairs)  # for the look-ups below; a repeated field keeps its last value
     try:
-        body = await _read_body(request)
-        if not is_acceptable_inbox_content_type(request.headers.get("content-type")):
+        body = await _read_body(request, fields.get("content-length"))
+        if not is_acceptable_inbox_content_type(fields.get("content-type")):
             raise InboxRefusal(
                 415, "Content-Type must be application/activity+json or application/ld+json."
             )
-        if "signature" not in request.headers and "signature-input" not in request.headers:
+        if "signature" not in fields and "signature-input" not in fields:
             raise InboxRefusal(401, "Request not signed")
         activity, json_text = _parse_activity(body)
         actor_id = id_of(activity["actor"])
         assert actor_id is not None
-        _check_addressed_to_us(request.headers.get("host", ""), ctx.settings.base_url)
+        _check_addressed_to_us(fields.get("host", ""), ctx.settings.base_url)
         # The signature covers the path exactly as sent (R24), so use the raw bytes.
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
         query = request.scope.get("query_string", b"")
@@ -232,7 +234,7 @@ async def inbox(request: Request) -> Response:
         signed = httpsig.HttpRequest(
             method=request.method,
             target=target,
-            headers=list(request.headers.items()),
+            headers=header_pairs,
             body=body,
             scheme=ctx.settings.base_url.split(":", 1)[0],
         )
