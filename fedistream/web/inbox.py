@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, request_response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fedistream.core import httpsig, inbound
 from fedistream.core.as2 import has_as_context, id_of
@@ -266,3 +267,25 @@ async def inbox(request: Request) -> Response:
 
 
 routes = [Route("/inbox", inbox, methods=["POST"])]
+
+
+class InboxFirst:
+    """Middleware, the innermost of ours: `POST /inbox` goes straight to its endpoint.
+
+    The one route peers hit in bursts. Starlette's router would match it first anyway (it is
+    the first route); this skips the exception layer and the routing code between the access
+    log and the endpoint, ~11 % of the CPU an inbox POST costs (0.259 → 0.230 ms in process,
+    bench/README.md). The endpoint answers every refusal itself; anything it raises still
+    reaches Starlette's outermost error layer (a logged 500). Other methods on /inbox go
+    through the router (405).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._inbox = request_response(inbox)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/inbox" and scope["method"] == "POST":
+            await self._inbox(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

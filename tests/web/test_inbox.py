@@ -615,6 +615,34 @@ def test_key_rotation_refetches_once_and_accepts(inbox: Inbox) -> None:
     assert inbox.settle(follow()["id"])["state"] == "done"
 
 
+def test_other_methods_on_the_inbox_are_405(inbox: Inbox) -> None:
+    response = inbox.client.get("/inbox")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
+def test_an_unexpected_error_in_the_inbox_is_a_logged_500(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """POSTs skip the router and its exception layer (web.inbox.InboxFirst): a bug must
+    still end as the app's logged 500, not as a dropped connection."""
+
+    async def broken(*_args: Any, **_kwargs: Any) -> bool:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(inbox_service, "receive", broken)
+    app = build_app(_settings(tmp_path))
+    with TestClient(app, base_url=BASE, raise_server_exceptions=False) as client:
+        ctx: WebContext = app.state.ctx
+        directory = FakeDirectory(ctx.db)
+        directory.add(remote_actor(ALICE, "alice"))
+        ctx.directory = directory
+        body = encode(follow())
+        response = client.post("/inbox", content=body, headers=signed(body))
+        assert response.status_code == 500
+    assert any("unhandled error on POST /inbox" in r.getMessage() for r in caplog.records)
+
+
 def test_replay_is_accepted_once(inbox: Inbox) -> None:
     body = encode(follow())
     headers = signed(body)
