@@ -7,7 +7,9 @@ shape, and what a crash in the middle leaves behind: the row pending, applied ex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -332,52 +334,49 @@ async def _wait_for_state(db: Database, activity_id: str, state: str, seconds: f
     return False
 
 
-async def test_a_burst_of_arrivals_is_applied_after_it_ends(db: Database) -> None:
+@contextlib.asynccontextmanager
+async def running(processor: InboxProcessor) -> AsyncIterator[None]:
+    task = asyncio.create_task(processor.run())
+    try:
+        yield
+    finally:
+        processor.stop()
+        await asyncio.wait_for(task, 5)
+
+
+async def stored_in_a_burst(db: Database) -> tuple[InboxProcessor, FakeClock, list[datetime]]:
+    """A Follow stored amid 200 arrivals within a moment; the clock and wall time to move."""
     await cache(db, ALICE)
     clock = FakeClock()
     wall = [datetime.now(UTC)]
     processor = InboxProcessor(db, AUTO, clock=clock, now=lambda: wall[0])
     await inbox_service.receive(db, follow(), ALICE, wall[0])
-    for _ in range(200):  # 200 arrivals within a moment: a burst
+    for _ in range(200):
         processor.wake()
-    task = asyncio.create_task(processor.run())
-    try:
+    return processor, clock, wall
+
+
+async def test_a_burst_of_arrivals_is_applied_after_it_ends(db: Database) -> None:
+    processor, clock, _wall = await stored_in_a_burst(db)
+    async with running(processor):
         # The burst goes on (the clock does not move): the row waits, stored but not applied.
         assert not await _wait_for_state(db, follow()["id"], "done", 0.4)
         clock.now += 1.0  # the burst is over: two quiet windows have passed
         assert await _wait_for_state(db, follow()["id"], "done", 5)
-    finally:
-        processor.stop()
-        await asyncio.wait_for(task, 5)
 
 
 async def test_during_a_long_burst_nothing_waits_past_the_lag_budget(db: Database) -> None:
-    await cache(db, ALICE)
-    clock = FakeClock()
-    received = datetime.now(UTC)
-    wall = [received]
-    processor = InboxProcessor(db, AUTO, clock=clock, now=lambda: wall[0])
-    await inbox_service.receive(db, follow(), ALICE, received)
-    for _ in range(200):
-        processor.wake()
-    task = asyncio.create_task(processor.run())
-    try:
+    processor, _clock, wall = await stored_in_a_burst(db)
+    async with running(processor):
         assert not await _wait_for_state(db, follow()["id"], "done", 0.3)
-        wall[0] = received + timedelta(seconds=MAX_LAG)  # still busy, but it waited long enough
+        wall[0] += timedelta(seconds=MAX_LAG)  # still busy, but it has waited long enough
         assert await _wait_for_state(db, follow()["id"], "done", 5)
-    finally:
-        processor.stop()
-        await asyncio.wait_for(task, 5)
 
 
 async def test_an_ordinary_arrival_is_applied_at_once(db: Database) -> None:
     await cache(db, ALICE)
     processor = InboxProcessor(db, AUTO)
-    task = asyncio.create_task(processor.run())
-    try:
+    async with running(processor):
         await inbox_service.receive(db, follow(), ALICE)
         processor.wake()
         assert await _wait_for_state(db, follow()["id"], "done", 1.0)
-    finally:
-        processor.stop()
-        await asyncio.wait_for(task, 5)
