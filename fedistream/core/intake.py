@@ -2,7 +2,7 @@
 
 Accepting an activity (checks, signature, store, 202) and applying it (threads, notifications,
 reactions…) run in one Python process and share its one interpreter lock: applying one costs
-about as much as accepting one (bench/README.md, "Inbox, fourth pass"). In a burst — a thought
+about as much as accepting one (bench/README.md, "Inbox: intake first"). In a burst — a thought
 going viral, a relay flushing its queue — peers wait on our 202 and retry when it is slow, so
 accepting comes first: while activities arrive faster than `burst_rate`, applying waits, but
 never lets the oldest waiting activity wait longer than `max_lag`. On an ordinary day (far below

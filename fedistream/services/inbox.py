@@ -298,7 +298,6 @@ class InboxProcessor:
         self._clock = clock
         self._intake = intake or IntakeFirst()
         self._wake = asyncio.Event()
-        self._stopping = False
         self._stopped = asyncio.Event()
         # Failed tries per row in this process: a row that raised is tried again on the next
         # pass (its transaction rolled back, so nothing was half done), at most MAX_TRIES times.
@@ -356,7 +355,7 @@ class InboxProcessor:
         return len(rows)
 
     async def run(self) -> None:
-        while not self._stopping:
+        while not self._stopped.is_set():
             try:
                 if await self._wait_for_intake():
                     continue
@@ -369,6 +368,5 @@ class InboxProcessor:
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
 
     def stop(self) -> None:
-        self._stopping = True
         self._stopped.set()
         self._wake.set()
