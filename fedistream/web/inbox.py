@@ -215,7 +215,7 @@ async def inbox(request: Request) -> Response:
     now = datetime.now(UTC)
     # Decoded once: Starlette's Headers decodes and scans the raw list on every look-up.
     header_pairs = request.headers.items()
-    fields = dict(header_pairs)  # for the look-ups below; a repeated field keeps its last value
+    fields = dict(reversed(header_pairs))  # a repeated field: its first value, as .get() gives
     try:
         body = await _read_body(request, fields.get("content-length"))
         if not is_acceptable_inbox_content_type(fields.get("content-type")):
