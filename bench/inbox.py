@@ -11,7 +11,10 @@ how long after the run the last one was applied and the end-to-end rate, stored 
 
 Baseline, same run, same wrk: a bare Starlette endpoint (`python -m bench.inbox bare PORT DB
 KEY`) that checks and verifies the same kind of signature with a preloaded key and inserts one
-row through aiosqlite, under the same uvicorn settings.
+row through aiosqlite, under the same uvicorn settings (no proxy headers, as `fedistream serve`
+without a trusted proxy). App and bare alternate over ROUNDS rounds, each on fresh data (a
+copy of the seeded database; a new bare file), so a drift in the machine's load hits both; the
+ratio is from the totals, each round's in the note.
 """
 
 from __future__ import annotations
